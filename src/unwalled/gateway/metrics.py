@@ -1,0 +1,41 @@
+"""Prometheus metrics for the gateway, in a registry of its own per app."""
+
+from __future__ import annotations
+
+from unwalled.ledger import Record
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("unwalled_requests", "Client requests by route and status",
+                                ["route", "ingress", "status"], registry=self.registry)
+        self.latency = Histogram("unwalled_request_seconds", "Time to a full answer",
+                                 ["route"], buckets=BUCKETS, registry=self.registry)
+        self.tokens = Counter("unwalled_tokens", "Tokens by route and kind",
+                              ["route", "kind"], registry=self.registry)
+        self.attempts = Counter("unwalled_attempts", "Tries of each target by outcome",
+                                ["target", "outcome"], registry=self.registry)
+        self.cost = Counter("unwalled_cost_dollars", "Spend by route", ["route"],
+                            registry=self.registry)
+        self.in_flight = Gauge("unwalled_in_flight", "Requests being served",
+                               registry=self.registry)
+
+    def observe(self, record: Record) -> None:
+        route = record.route or "-"
+        self.requests.labels(route, record.ingress, str(record.status)).inc()
+        self.latency.labels(route).observe(record.latency_ms / 1000)
+        if record.prompt_tokens:
+            self.tokens.labels(route, "prompt").inc(record.prompt_tokens)
+        if record.completion_tokens:
+            self.tokens.labels(route, "completion").inc(record.completion_tokens)
+        if record.cost:
+            self.cost.labels(route).inc(record.cost)
+        for attempt in record.attempts:
+            self.attempts.labels(attempt.target, attempt.outcome).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,47 @@
+"""The ledger's tables. Changes go through a numbered migration in ``migrations/``."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean, Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text,
+)
+
+metadata = MetaData()
+
+requests = Table(
+    "requests", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("ts", Float, nullable=False),
+    Column("ingress", String(16), nullable=False),
+    Column("route", String(128)),
+    Column("target", String(256)),
+    Column("status", Integer, nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("stream", Boolean, nullable=False, default=False),
+    Column("prompt_tokens", Integer, nullable=False, default=0),
+    Column("completion_tokens", Integer, nullable=False, default=0),
+    Column("usage_estimated", Boolean, nullable=False, default=False),
+    Column("latency_ms", Float, nullable=False),
+    Column("cost", Float, nullable=False, default=0.0),
+    Column("error", Text),
+    Column("error_code", String(64)),
+    Column("key_id", String(64)),
+    Column("contract", String(128)),
+    Column("verdict", Text),
+    Column("prompt", Text),
+    Column("completion", Text),
+    Index("ix_requests_ts", "ts"),
+    Index("ix_requests_route_ts", "route", "ts"),
+)
+
+attempts = Table(
+    "attempts", metadata,
+    Column("request_id", String(64), ForeignKey("requests.id"), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("target", String(256), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("latency_ms", Float, nullable=False, default=0.0),
+    Column("error", Text),
+    Column("error_code", String(64)),
+    Column("upstream_status", Integer),
+)

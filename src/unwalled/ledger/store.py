@@ -1,0 +1,264 @@
+"""The ledger: a durable record of every call, written off the request path.
+
+``Ledger.record`` puts a ``Record`` on a queue and returns at once; a writer
+thread commits records in batches (every 50 ms or 500 records). ``close``
+drains the queue, so a clean shutdown loses nothing. The schema is created and
+upgraded by the numbered Alembic migrations in ``migrations/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import orjson
+from sqlalchemy import Engine, create_engine, event, func, insert, select, text
+
+from unwalled.errors import ConfigError
+from unwalled.ledger import schema
+
+log = logging.getLogger("unwalled.ledger")
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+@dataclass(slots=True)
+class AttemptRecord:
+    target: str
+    outcome: str
+    latency_ms: float = 0.0
+    error: str | None = None
+    error_code: str | None = None
+    upstream_status: int | None = None
+
+
+@dataclass(slots=True)
+class Record:
+    """One client request, whatever became of it."""
+
+    id: str
+    ingress: str
+    route: str | None
+    status: int
+    outcome: str  # "ok", "error", "rejected"
+    latency_ms: float
+    ts: float = field(default_factory=time.time)
+    target: str | None = None
+    stream: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    usage_estimated: bool = False
+    cost: float = 0.0
+    error: str | None = None
+    error_code: str | None = None
+    key_id: str | None = None
+    contract: str | None = None
+    verdict: Any = None
+    prompt: str | None = None
+    completion: str | None = None
+    attempts: list[AttemptRecord] = field(default_factory=list)
+
+    def row(self) -> dict[str, Any]:
+        row = {name: getattr(self, name) for name in self.__slots__ if name != "attempts"}
+        if row["verdict"] is not None and not isinstance(row["verdict"], str):
+            row["verdict"] = orjson.dumps(row["verdict"], default=str).decode()
+        return row
+
+
+def engine_for(url: str) -> Engine:
+    """An engine for the ledger URL, with SQLite set up for concurrent readers."""
+    try:
+        engine = create_engine(url, future=True, pool_pre_ping=True)
+    except Exception as exc:
+        raise ConfigError(f"cannot use ledger URL {url!r}: {exc}", key="ledger.url",
+                          fix="use e.g. 'sqlite:///unwalled-ledger.db' or "
+                              "'postgresql+psycopg://user@host/db'.") from exc
+    if engine.dialect.name == "sqlite":
+        @event.listens_for(engine, "connect")
+        def _pragmas(conn: Any, _record: Any) -> None:
+            cursor = conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=5000")
+            cursor.close()
+    return engine
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest migration."""
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "head")
+
+
+class Ledger:
+    def __init__(self, url: str, *, batch_size: int = 500, interval: float = 0.05,
+                 run_migrations: bool = True) -> None:
+        self.url = url
+        self.engine = engine_for(url)
+        if run_migrations:
+            try:
+                migrate(self.engine)
+            except Exception as exc:
+                raise ConfigError(f"cannot open the ledger at {_safe(url)}: {exc}",
+                                  key="ledger.url",
+                                  fix="check that the database is reachable and "
+                                      "writable.") from exc
+        self.batch_size = batch_size
+        self.interval = interval
+        self._queue: queue.SimpleQueue[Record | None] = queue.SimpleQueue()
+        self._written = 0
+        self._failed = 0
+        self._idle = threading.Condition()
+        self._pending = 0
+        self._thread = threading.Thread(target=self._run, name="ledger-writer",
+                                        daemon=True)
+        self._thread.start()
+
+    # ---- writing ----
+
+    def record(self, record: Record) -> None:
+        """Queue a record; never blocks the caller on the database."""
+        with self._idle:
+            self._pending += 1
+        self._queue.put(record)
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            batch: list[Record] = []
+            first = self._queue.get()
+            if first is None:
+                break
+            batch.append(first)
+            deadline = time.monotonic() + self.interval
+            while len(batch) < self.batch_size:
+                try:
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            self._write(batch)
+
+    def _write(self, batch: list[Record]) -> None:
+        rows = [r.row() for r in batch]
+        tries = [{"request_id": r.id, "seq": i, **asdict(a)}
+                 for r in batch for i, a in enumerate(r.attempts)]
+        for delay in (0.0, 0.1, 0.5, 2.0):
+            time.sleep(delay)
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(insert(schema.requests), rows)
+                    if tries:
+                        conn.execute(insert(schema.attempts), tries)
+                break
+            except Exception as exc:  # keep trying: losing records is worse
+                log.warning("ledger write of %d records failed: %s", len(rows),
+                            type(exc).__name__)
+        else:
+            self._failed += len(batch)
+            log.error("ledger dropped %d records after retries", len(batch))
+        with self._idle:
+            self._written += len(batch)
+            self._pending -= len(batch)
+            self._idle.notify_all()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued record is written. True if it got there."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout=30)
+        self.engine.dispose()
+
+    # ---- reading ----
+
+    def tail(self, limit: int = 20, route: str | None = None) -> list[dict[str, Any]]:
+        query = select(schema.requests).order_by(schema.requests.c.ts.desc()).limit(limit)
+        if route:
+            query = query.where(schema.requests.c.route == route)
+        with self.engine.connect() as conn:
+            rows = [_plain(r) for r in conn.execute(query)]
+            ids = [r["id"] for r in rows]
+            tries: dict[str, list[dict[str, Any]]] = {}
+            if ids:
+                for a in conn.execute(select(schema.attempts)
+                                      .where(schema.attempts.c.request_id.in_(ids))
+                                      .order_by(schema.attempts.c.seq)):
+                    tries.setdefault(a.request_id, []).append(_plain(a))
+        for row in rows:
+            row["attempts"] = tries.get(row["id"], [])
+        return rows
+
+    def count(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(schema.requests)).scalar_one()
+
+    def stats(self, since: float | None = None) -> list[dict[str, Any]]:
+        """Per route and target: calls, errors, tokens, cost, latency percentiles."""
+        r = schema.requests
+        query = select(r.c.route, r.c.target, r.c.outcome, r.c.latency_ms,
+                       r.c.prompt_tokens, r.c.completion_tokens, r.c.cost)
+        if since is not None:
+            query = query.where(r.c.ts >= since)
+        groups: dict[tuple[str, str], list[Any]] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                groups.setdefault((row.route or "-", row.target or "-"), []).append(row)
+        return [_summary(route, target, rows)
+                for (route, target), rows in sorted(groups.items())]
+
+    def execute(self, sql: str, **params: Any) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [_plain(r) for r in conn.execute(text(sql), params)]
+
+
+def _plain(row: Any) -> dict[str, Any]:
+    """A result row as a dict with plain ``str`` keys (JSON encoders want them)."""
+    return {str(key): value for key, value in row._mapping.items()}
+
+
+def _summary(route: str, target: str, rows: Iterable[Any]) -> dict[str, Any]:
+    rows = list(rows)
+    latencies = sorted(r.latency_ms for r in rows)
+    return {
+        "route": route, "target": target, "requests": len(rows),
+        "errors": sum(1 for r in rows if r.outcome != "ok"),
+        "prompt_tokens": sum(r.prompt_tokens for r in rows),
+        "completion_tokens": sum(r.completion_tokens for r in rows),
+        "cost": sum(r.cost for r in rows),
+        "latency_p50_ms": _percentile(latencies, 0.50),
+        "latency_p95_ms": _percentile(latencies, 0.95),
+    }
+
+
+def _percentile(ordered: list[float], q: float) -> float:
+    if not ordered:
+        return 0.0
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable URL>"

@@ -1,0 +1,1 @@
+"""Wire formats, each translated in both directions at one boundary."""

@@ -1,0 +1,418 @@
+"""Anthropic's Messages wire format, both directions.
+
+Egress (the ``anthropic`` backend): ``request_body``, ``parse_response`` and
+``StreamReader``, which turns the event sequence into ``Delta`` pieces with
+tool-call indexes. Ingress (``POST /v1/messages``): ``parse_request``,
+``response_body`` and ``StreamWriter``, which emits the exact event sequence
+message_start, content_block_start, deltas, content_block_stop, message_delta,
+message_stop.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from unwalled.backends.base import (
+    ChatRequest, ChatResponse, Delta, Message, Tool, ToolCall, ToolCallDelta, Usage,
+)
+from unwalled.errors import BackendProtocolError, RequestError
+from unwalled.protocols.sse import encode
+
+STOP_TO_FINISH = {"end_turn": "stop", "max_tokens": "length", "stop_sequence": "stop",
+                  "tool_use": "tool_calls", "pause_turn": "stop", "refusal": "stop"}
+FINISH_TO_STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
+                  "content_filter": "end_turn"}
+DEFAULT_MAX_TOKENS = 1024
+
+
+# ---- egress: to the Anthropic Messages API ----
+
+def request_body(request: ChatRequest, model: str, stream: bool) -> dict[str, Any]:
+    system = [m.content or "" for m in request.messages if m.role == "system"]
+    body: dict[str, Any] = {
+        "model": model,
+        "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
+        "messages": _turns([m for m in request.messages if m.role != "system"]),
+    }
+    if system:
+        body["system"] = "\n\n".join(system)
+    if request.temperature is not None:
+        body["temperature"] = min(request.temperature, 1.0)
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
+    if request.stop:
+        body["stop_sequences"] = request.stop
+    if request.tools:
+        body["tools"] = [{"name": t.name, "description": t.description,
+                          "input_schema": t.parameters or {"type": "object"}}
+                         for t in request.tools]
+        choice = _tool_choice(request.tool_choice)
+        if choice:
+            body["tool_choice"] = choice
+    if stream:
+        body["stream"] = True
+    return body
+
+
+def _turns(messages: list[Message]) -> list[dict[str, Any]]:
+    """OpenAI-style messages as Anthropic turns; tool results become user blocks."""
+    turns: list[dict[str, Any]] = []
+    for message in messages:
+        role = "user" if message.role in ("user", "tool") else "assistant"
+        blocks = _blocks(message)
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+    return turns
+
+
+def _blocks(message: Message) -> list[dict[str, Any]]:
+    if message.role == "tool":
+        return [{"type": "tool_result", "tool_use_id": message.tool_call_id or "",
+                 "content": message.content or ""}]
+    blocks: list[dict[str, Any]] = []
+    if message.content:
+        blocks.append({"type": "text", "text": message.content})
+    for call in message.tool_calls or ():
+        blocks.append({"type": "tool_use", "id": call.id, "name": call.name,
+                       "input": _json_object(call.arguments)})
+    return blocks or [{"type": "text", "text": ""}]
+
+
+def _json_object(text: str) -> Any:
+    try:
+        value = orjson.loads(text or "{}")
+    except orjson.JSONDecodeError:
+        return {"_raw": text}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def _tool_choice(choice: Any) -> dict[str, Any] | None:
+    if choice in (None, "auto"):
+        return {"type": "auto"} if choice else None
+    if choice == "required":
+        return {"type": "any"}
+    if choice == "none":
+        return {"type": "none"}
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        return {"type": "tool", "name": choice["function"]["name"]}
+    return None
+
+
+def parse_response(raw: Any, target: str) -> ChatResponse:
+    if not isinstance(raw, dict) or not isinstance(raw.get("content"), list):
+        raise BackendProtocolError("upstream answer has no 'content' list; it is not "
+                                   "an Anthropic message.", target=target)
+    text, calls = [], []
+    for block in raw["content"]:
+        if block.get("type") == "text":
+            text.append(block.get("text", ""))
+        elif block.get("type") == "tool_use":
+            calls.append(ToolCall(id=block.get("id", ""), name=block.get("name", ""),
+                                  arguments=orjson.dumps(block.get("input", {})).decode()))
+    usage = raw.get("usage")
+    return ChatResponse(
+        text="".join(text), model=target,
+        finish_reason=STOP_TO_FINISH.get(raw.get("stop_reason") or "", "stop"),
+        tool_calls=calls or None,
+        usage=Usage(prompt_tokens=int(usage.get("input_tokens") or 0),
+                    completion_tokens=int(usage.get("output_tokens") or 0))
+        if isinstance(usage, dict) else Usage(estimated=True))
+
+
+class StreamReader:
+    """Anthropic stream events in, ``Delta`` pieces out."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.tool_index: dict[int, int] = {}
+        self.usage = Usage()
+        self.saw_usage = False
+        self.stopped = False
+
+    def event(self, name: str | None, data: str) -> Delta | None:
+        try:
+            raw = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise BackendProtocolError(f"upstream stream sent a malformed event: "
+                                       f"{data[:80]!r}", target=self.target) from exc
+        kind = raw.get("type", name) if isinstance(raw, dict) else name
+        handler = getattr(self, f"_on_{kind}", None)
+        return handler(raw) if handler else None
+
+    def _on_error(self, raw: dict[str, Any]) -> Delta | None:
+        error = raw.get("error") or {}
+        raise BackendProtocolError(
+            f"upstream stream reported {error.get('type', 'an error')}: "
+            f"{error.get('message', '')}", target=self.target,
+            retryable=error.get("type") in ("overloaded_error", "api_error"))
+
+    def _on_message_start(self, raw: dict[str, Any]) -> Delta | None:
+        usage = (raw.get("message") or {}).get("usage") or {}
+        self.usage.prompt_tokens = int(usage.get("input_tokens") or 0)
+        self.saw_usage = bool(usage)
+        return None
+
+    def _on_content_block_start(self, raw: dict[str, Any]) -> Delta | None:
+        block = raw.get("content_block") or {}
+        if block.get("type") == "tool_use":
+            index = self.tool_index.setdefault(raw.get("index", 0), len(self.tool_index))
+            return Delta(tool_calls=[ToolCallDelta(index=index, id=block.get("id"),
+                                                   name=block.get("name"))])
+        if block.get("type") == "text" and block.get("text"):
+            return Delta(text=block["text"])
+        return None
+
+    def _on_content_block_delta(self, raw: dict[str, Any]) -> Delta | None:
+        delta = raw.get("delta") or {}
+        if delta.get("type") == "text_delta":
+            return Delta(text=delta.get("text", ""))
+        if delta.get("type") == "input_json_delta":
+            index = self.tool_index.setdefault(raw.get("index", 0), len(self.tool_index))
+            return Delta(tool_calls=[ToolCallDelta(
+                index=index, arguments=delta.get("partial_json", ""))])
+        return None
+
+    def _on_message_delta(self, raw: dict[str, Any]) -> Delta | None:
+        usage = raw.get("usage") or {}
+        if "output_tokens" in usage:
+            self.usage.completion_tokens = int(usage["output_tokens"] or 0)
+            self.saw_usage = True
+        if usage.get("input_tokens"):
+            self.usage.prompt_tokens = int(usage["input_tokens"])
+        stop = (raw.get("delta") or {}).get("stop_reason")
+        return Delta(finish_reason=STOP_TO_FINISH.get(stop or "", "stop"))
+
+    def _on_message_stop(self, raw: dict[str, Any]) -> Delta | None:
+        self.stopped = True
+        return None
+
+
+# ---- ingress: POST /v1/messages ----
+
+@dataclass(slots=True)
+class Ingress:
+    route: str
+    request: ChatRequest
+    stream: bool
+
+
+def _bad(message: str, param: str) -> RequestError:
+    return RequestError(message, param=param)
+
+
+def parse_request(body: Any) -> Ingress:
+    """Validate an Anthropic Messages request into the internal type."""
+    if not isinstance(body, dict):
+        raise _bad("the request body must be a JSON object.", "body")
+    route = body.get("model")
+    if not isinstance(route, str) or not route:
+        raise _bad("'model' is required: name a route (see GET /v1/models).", "model")
+    max_tokens = body.get("max_tokens")
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        raise _bad("'max_tokens' is required and must be a whole number of at least 1.",
+                   "max_tokens")
+    turns = body.get("messages")
+    if not isinstance(turns, list) or not turns:
+        raise _bad("'messages' must be a non-empty list.", "messages")
+    messages = []
+    system = _system_text(body.get("system"))
+    if system:
+        messages.append(Message(role="system", content=system))
+    for i, turn in enumerate(turns):
+        messages.extend(_parse_turn(turn, i))
+    request = ChatRequest(
+        messages=messages, max_tokens=max_tokens,
+        temperature=_opt_number(body, "temperature"), top_p=_opt_number(body, "top_p"),
+        stop=body.get("stop_sequences") or None,
+        tools=_parse_tools(body.get("tools")),
+        tool_choice=_openai_tool_choice(body.get("tool_choice")),
+    )
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise _bad("'stream' must be true or false.", "stream")
+    return Ingress(route, request, stream)
+
+
+def _system_text(system: Any) -> str:
+    if system is None or isinstance(system, str):
+        return system or ""
+    if isinstance(system, list):
+        return "\n\n".join(b.get("text", "") for b in system
+                           if isinstance(b, dict) and b.get("type") == "text")
+    raise _bad("'system' must be a string or a list of text blocks.", "system")
+
+
+def _parse_turn(turn: Any, i: int) -> list[Message]:
+    where = f"messages[{i}]"
+    if not isinstance(turn, dict) or turn.get("role") not in ("user", "assistant"):
+        raise _bad(f"{where} needs role 'user' or 'assistant'.", f"{where}.role")
+    role, content = turn["role"], turn.get("content")
+    if isinstance(content, str):
+        return [Message(role=role, content=content)]
+    if not isinstance(content, list):
+        raise _bad(f"{where}.content must be a string or a list of blocks.",
+                   f"{where}.content")
+    text, calls, results = [], [], []
+    for j, block in enumerate(content):
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text":
+            text.append(str(block.get("text", "")))
+        elif kind == "tool_use":
+            calls.append(ToolCall(id=str(block.get("id", "")), name=str(block.get("name")),
+                                  arguments=orjson.dumps(block.get("input", {})).decode()))
+        elif kind == "tool_result":
+            results.append(Message(role="tool", tool_call_id=str(block.get("tool_use_id")),
+                                   content=_system_text(block.get("content"))
+                                   if not isinstance(block.get("content"), str)
+                                   else block["content"]))
+        else:
+            raise _bad(f"{where}.content[{j}]: block type {kind!r} is not supported; "
+                       "use text, tool_use or tool_result.", f"{where}.content")
+    messages = results
+    if text or calls:
+        messages.append(Message(role=role, content="".join(text) or None,
+                                tool_calls=calls or None))
+    return messages
+
+
+def _parse_tools(raw: Any) -> list[Tool] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise _bad("'tools' must be a list.", "tools")
+    tools = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise _bad(f"tools[{i}] needs a 'name' and an 'input_schema'.", f"tools[{i}]")
+        tools.append(Tool(name=item["name"], description=item.get("description", ""),
+                          parameters=item.get("input_schema") or {}))
+    return tools or None
+
+
+def _openai_tool_choice(choice: Any) -> Any:
+    if not isinstance(choice, dict):
+        return None
+    kind = choice.get("type")
+    if kind == "tool":
+        return {"type": "function", "function": {"name": choice.get("name")}}
+    return {"auto": "auto", "any": "required", "none": "none"}.get(kind)
+
+
+def _opt_number(body: dict[str, Any], key: str) -> float | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
+        raise _bad(f"'{key}' must be a number from 0 to 1.", key)
+    return float(value)
+
+
+def message_id() -> str:
+    return f"msg_{uuid.uuid4().hex[:24]}"
+
+
+def response_body(response: ChatResponse, route: str, request_id: str) -> dict[str, Any]:
+    content: list[dict[str, Any]] = []
+    if response.text or not response.tool_calls:
+        content.append({"type": "text", "text": response.text})
+    for call in response.tool_calls or ():
+        content.append({"type": "tool_use", "id": call.id or f"toolu_{uuid.uuid4().hex[:20]}",
+                        "name": call.name, "input": _json_object(call.arguments)})
+    return {"id": request_id, "type": "message", "role": "assistant", "model": route,
+            "content": content,
+            "stop_reason": FINISH_TO_STOP.get(response.finish_reason, "end_turn"),
+            "stop_sequence": None, "usage": _usage_body(response.usage)}
+
+
+def _usage_body(usage: Usage) -> dict[str, Any]:
+    body: dict[str, Any] = {"input_tokens": usage.prompt_tokens,
+                            "output_tokens": usage.completion_tokens}
+    if usage.estimated:
+        body["estimated"] = True
+    return body
+
+
+def error_body(status: int, message: str) -> dict[str, Any]:
+    kind = {400: "invalid_request_error", 401: "authentication_error",
+            402: "billing_error", 403: "permission_error", 404: "not_found_error",
+            413: "request_too_large", 422: "invalid_request_error",
+            429: "rate_limit_error", 504: "timeout_error",
+            529: "overloaded_error"}.get(status, "api_error")
+    return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+class StreamWriter:
+    """``Delta`` pieces in, the exact Anthropic event sequence out (as SSE bytes)."""
+
+    def __init__(self, route: str, request_id: str, prompt_tokens: int = 0) -> None:
+        self.route = route
+        self.request_id = request_id
+        self.prompt_tokens = prompt_tokens
+        self.open_block: tuple[str, int] | None = None  # (kind, tool index)
+        self.blocks = 0
+
+    def start(self) -> bytes:
+        message = {"id": self.request_id, "type": "message", "role": "assistant",
+                   "model": self.route, "content": [], "stop_reason": None,
+                   "stop_sequence": None,
+                   "usage": {"input_tokens": self.prompt_tokens, "output_tokens": 0}}
+        return _event("message_start", {"type": "message_start", "message": message})
+
+    def delta(self, delta: Delta) -> bytes:
+        out = []
+        if delta.text:
+            out.append(self._ensure("text", -1, {"type": "text", "text": ""}))
+            out.append(_event("content_block_delta", {
+                "type": "content_block_delta", "index": self.blocks - 1,
+                "delta": {"type": "text_delta", "text": delta.text}}))
+        for call in delta.tool_calls or ():
+            out.append(self._ensure("tool", call.index, {
+                "type": "tool_use", "id": call.id or f"toolu_{uuid.uuid4().hex[:20]}",
+                "name": call.name or "", "input": {}}))
+            if call.arguments:
+                out.append(_event("content_block_delta", {
+                    "type": "content_block_delta", "index": self.blocks - 1,
+                    "delta": {"type": "input_json_delta", "partial_json": call.arguments}}))
+        return b"".join(out)
+
+    def _ensure(self, kind: str, tool: int, block: dict[str, Any]) -> bytes:
+        if self.open_block == (kind, tool):
+            return b""
+        out = self._close()
+        self.open_block = (kind, tool)
+        out += _event("content_block_start", {"type": "content_block_start",
+                                              "index": self.blocks, "content_block": block})
+        self.blocks += 1
+        return out
+
+    def _close(self) -> bytes:
+        if self.open_block is None:
+            return b""
+        self.open_block = None
+        return _event("content_block_stop", {"type": "content_block_stop",
+                                             "index": self.blocks - 1})
+
+    def finish(self, finish_reason: str, usage: Usage) -> bytes:
+        out = b""
+        if self.blocks == 0:
+            out += self._ensure("text", -1, {"type": "text", "text": ""})
+        out += self._close()
+        out += _event("message_delta", {
+            "type": "message_delta",
+            "delta": {"stop_reason": FINISH_TO_STOP.get(finish_reason, "end_turn"),
+                      "stop_sequence": None},
+            "usage": _usage_body(usage)})
+        return out + _event("message_stop", {"type": "message_stop"})
+
+    def error(self, status: int, message: str) -> bytes:
+        return _event("error", error_body(status, message))
+
+
+def _event(name: str, data: dict[str, Any]) -> bytes:
+    return encode(orjson.dumps(data), event=name)

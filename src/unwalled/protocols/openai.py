@@ -1,0 +1,315 @@
+"""OpenAI's chat-completions wire format, both directions.
+
+``parse_request`` and ``response_body``/``chunk_body`` serve the gateway's
+ingress; ``request_body``/``parse_response``/``parse_chunk`` serve the ``openai``
+backend. Everything else in Unwalled sees only ``unwalled.backends.base`` types.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from unwalled.backends.base import (
+    ChatRequest, ChatResponse, Delta, Message, Tool, ToolCall, ToolCallDelta, Usage,
+)
+from unwalled.errors import BackendProtocolError, RequestError
+
+ROLES = {"system", "developer", "user", "assistant", "tool"}
+
+
+@dataclass(slots=True)
+class Ingress:
+    """A parsed OpenAI request: the route it names and what it asks."""
+
+    route: str
+    request: ChatRequest
+    stream: bool
+    include_usage: bool
+
+
+def _bad(message: str, param: str) -> RequestError:
+    return RequestError(message, param=param)
+
+
+def parse_request(body: Any) -> Ingress:
+    """Validate an OpenAI chat request; errors name the parameter and the fix."""
+    if not isinstance(body, dict):
+        raise _bad("the request body must be a JSON object.", "body")
+    route = body.get("model")
+    if not isinstance(route, str) or not route:
+        raise _bad("'model' is required: name a route (see GET /v1/models).", "model")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _bad("'messages' must be a non-empty list of messages.", "messages")
+    request = ChatRequest(
+        messages=[_parse_message(m, i) for i, m in enumerate(messages)],
+        max_tokens=_int(body, "max_completion_tokens") or _int(body, "max_tokens"),
+        temperature=_number(body, "temperature", 0, 2),
+        top_p=_number(body, "top_p", 0, 1),
+        stop=_stop(body.get("stop")),
+        seed=_int(body, "seed"),
+        tools=_tools(body.get("tools")),
+        tool_choice=body.get("tool_choice"),
+        logprobs=bool(body.get("logprobs")),
+    )
+    _response_format(body.get("response_format"), request)
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise _bad("'stream' must be true or false.", "stream")
+    options = body.get("stream_options") or {}
+    include_usage = bool(isinstance(options, dict) and options.get("include_usage"))
+    return Ingress(route, request, stream, include_usage)
+
+
+def _parse_message(raw: Any, i: int) -> Message:
+    where = f"messages[{i}]"
+    if not isinstance(raw, dict):
+        raise _bad(f"{where} must be an object with 'role' and 'content'.", where)
+    role = raw.get("role")
+    if role not in ROLES:
+        raise _bad(f"{where}.role must be one of {sorted(ROLES)}, not {role!r}.",
+                   f"{where}.role")
+    calls = None
+    if raw.get("tool_calls"):
+        calls = [_parse_tool_call(c, f"{where}.tool_calls[{j}]")
+                 for j, c in enumerate(raw["tool_calls"])]
+    return Message(role="system" if role == "developer" else role,
+                   content=_content(raw.get("content"), where), tool_calls=calls,
+                   tool_call_id=raw.get("tool_call_id"), name=raw.get("name"))
+
+
+def _content(content: Any, where: str) -> str | None:
+    if content is None or isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for j, part in enumerate(content):
+            if not isinstance(part, dict) or part.get("type") != "text":
+                raise _bad(f"{where}.content[{j}]: only text parts are supported; "
+                           "send images to a route whose backend takes them directly.",
+                           f"{where}.content")
+            texts.append(str(part.get("text", "")))
+        return "".join(texts)
+    raise _bad(f"{where}.content must be a string or a list of text parts.",
+               f"{where}.content")
+
+
+def _parse_tool_call(raw: Any, where: str) -> ToolCall:
+    function = raw.get("function") if isinstance(raw, dict) else None
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+        raise _bad(f"{where} needs 'function' with a 'name'.", where)
+    arguments = function.get("arguments", "")
+    return ToolCall(id=str(raw.get("id", "")), name=function["name"],
+                    arguments=arguments if isinstance(arguments, str) else "")
+
+
+def _tools(raw: Any) -> list[Tool] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise _bad("'tools' must be a list.", "tools")
+    tools = []
+    for i, item in enumerate(raw):
+        function = item.get("function") if isinstance(item, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise _bad(f"tools[{i}] needs type 'function' and function.name.",
+                       f"tools[{i}]")
+        tools.append(Tool(name=function["name"],
+                          description=function.get("description", "") or "",
+                          parameters=function.get("parameters") or {}))
+    return tools or None
+
+
+def _response_format(raw: Any, request: ChatRequest) -> None:
+    if raw is None:
+        return
+    kind = raw.get("type") if isinstance(raw, dict) else None
+    if kind == "json_schema":
+        schema = (raw.get("json_schema") or {}).get("schema")
+        if not isinstance(schema, dict):
+            raise _bad("response_format.json_schema.schema must be an object.",
+                       "response_format")
+        request.json_schema = schema
+    elif kind == "json_object":
+        request.json_mode = True
+    elif kind != "text":
+        raise _bad("response_format.type must be text, json_object or json_schema.",
+                   "response_format")
+
+
+def _int(body: dict[str, Any], key: str) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise _bad(f"'{key}' must be a whole number of at least 0.", key)
+    return value
+
+
+def _number(body: dict[str, Any], key: str, low: float, high: float) -> float | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) \
+            or not low <= value <= high:
+        raise _bad(f"'{key}' must be a number from {low} to {high}.", key)
+    return float(value)
+
+
+def _stop(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    raise _bad("'stop' must be a string or a list of strings.", "stop")
+
+
+# ---- egress: to an OpenAI-compatible upstream ----
+
+def request_body(request: ChatRequest, model: str, stream: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": model,
+                            "messages": [_message_body(m) for m in request.messages]}
+    for key in ("max_tokens", "temperature", "top_p", "stop", "seed"):
+        value = getattr(request, key)
+        if value is not None:
+            body[key] = value
+    if request.tools:
+        body["tools"] = [{"type": "function", "function": {
+            "name": t.name, "description": t.description, "parameters": t.parameters}}
+            for t in request.tools]
+        if request.tool_choice is not None:
+            body["tool_choice"] = request.tool_choice
+    if request.json_schema is not None:
+        body["response_format"] = {"type": "json_schema", "json_schema": {
+            "name": "answer", "schema": request.json_schema}}
+    elif request.json_mode:
+        body["response_format"] = {"type": "json_object"}
+    if request.logprobs:
+        body["logprobs"] = True
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+def _message_body(message: Message) -> dict[str, Any]:
+    body: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        body["tool_calls"] = [_tool_call_body(c) for c in message.tool_calls]
+    if message.tool_call_id:
+        body["tool_call_id"] = message.tool_call_id
+    if message.name:
+        body["name"] = message.name
+    return body
+
+
+def _tool_call_body(call: ToolCall) -> dict[str, Any]:
+    return {"id": call.id, "type": "function",
+            "function": {"name": call.name, "arguments": call.arguments}}
+
+
+def parse_response(raw: Any, target: str) -> ChatResponse:
+    try:
+        choice = raw["choices"][0]
+        message = choice["message"]
+    except (KeyError, IndexError, TypeError) as exc:
+        raise BackendProtocolError(
+            "upstream answer has no choices[0].message; it is not an OpenAI "
+            "chat completion.", target=target, retryable=True) from exc
+    calls = [ToolCall(id=c.get("id", ""), name=c["function"]["name"],
+                      arguments=c["function"].get("arguments") or "")
+             for c in message.get("tool_calls") or []] or None
+    usage = _usage(raw.get("usage"))
+    logprobs = None
+    if choice.get("logprobs") and choice["logprobs"].get("content"):
+        logprobs = [item.get("logprob", 0.0) for item in choice["logprobs"]["content"]]
+    return ChatResponse(text=message.get("content") or "", model=target,
+                        finish_reason=choice.get("finish_reason") or "stop",
+                        tool_calls=calls, usage=usage or Usage(estimated=True),
+                        logprobs=logprobs)
+
+
+def _usage(raw: Any) -> Usage | None:
+    if not isinstance(raw, dict):
+        return None
+    return Usage(prompt_tokens=int(raw.get("prompt_tokens") or 0),
+                 completion_tokens=int(raw.get("completion_tokens") or 0))
+
+
+def parse_chunk(raw: Any) -> Delta:
+    delta = Delta(usage=_usage(raw.get("usage")))
+    choices = raw.get("choices") or []
+    if not choices:
+        return delta
+    choice = choices[0]
+    piece = choice.get("delta") or {}
+    delta.text = piece.get("content") or ""
+    delta.finish_reason = choice.get("finish_reason")
+    if piece.get("tool_calls"):
+        delta.tool_calls = [
+            ToolCallDelta(index=c.get("index", i), id=c.get("id"),
+                          name=(c.get("function") or {}).get("name"),
+                          arguments=(c.get("function") or {}).get("arguments") or "")
+            for i, c in enumerate(piece["tool_calls"])]
+    return delta
+
+
+# ---- ingress answers: to the application ----
+
+def response_body(response: ChatResponse, route: str, request_id: str) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": response.text}
+    if response.tool_calls:
+        message["tool_calls"] = [_tool_call_body(c) for c in response.tool_calls]
+        message["content"] = response.text or None
+    return {
+        "id": request_id, "object": "chat.completion", "created": int(time.time()),
+        "model": route,
+        "choices": [{"index": 0, "message": message, "logprobs": None,
+                     "finish_reason": response.finish_reason}],
+        "usage": usage_body(response.usage),
+    }
+
+
+def usage_body(usage: Usage) -> dict[str, Any]:
+    body: dict[str, Any] = {"prompt_tokens": usage.prompt_tokens,
+                            "completion_tokens": usage.completion_tokens,
+                            "total_tokens": usage.total_tokens}
+    if usage.estimated:
+        body["estimated"] = True
+    return body
+
+
+def chunk_body(delta: Delta, route: str, request_id: str, created: int,
+               first: bool = False) -> dict[str, Any]:
+    piece: dict[str, Any] = {}
+    if first:
+        piece["role"] = "assistant"
+    if delta.text:
+        piece["content"] = delta.text
+    if delta.tool_calls:
+        piece["tool_calls"] = [_tool_delta_body(c) for c in delta.tool_calls]
+    return {"id": request_id, "object": "chat.completion.chunk", "created": created,
+            "model": route, "choices": [{"index": 0, "delta": piece, "logprobs": None,
+                                         "finish_reason": delta.finish_reason}]}
+
+
+def _tool_delta_body(call: ToolCallDelta) -> dict[str, Any]:
+    body: dict[str, Any] = {"index": call.index}
+    if call.id:
+        body["id"] = call.id
+        body["type"] = "function"
+    function: dict[str, Any] = {"arguments": call.arguments}
+    if call.name:
+        function["name"] = call.name
+    body["function"] = function
+    return body
+
+
+def usage_chunk_body(usage: Usage, route: str, request_id: str,
+                     created: int) -> dict[str, Any]:
+    return {"id": request_id, "object": "chat.completion.chunk", "created": created,
+            "model": route, "choices": [], "usage": usage_body(usage)}

@@ -1,0 +1,225 @@
+"""Routes: ordered targets, retries with backoff, fallback, circuit breaking.
+
+For each target in order: skip it if its circuit is open; try it up to
+``1 + retries`` times, waiting between tries (exponential backoff, or the
+upstream's Retry-After when it gives one); on an error where a retry cannot
+help, stop; when the target is used up, fall back to the next one. Every try is
+an ``Attempt``, kept for the ledger.
+
+A stream can fall back only until its first piece has gone to the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass
+from typing import AsyncIterator, Awaitable, Callable
+
+from unwalled.backends.base import Backend, ChatRequest, ChatResponse, Delta
+from unwalled.config import Config, RouteConfig, TargetConfig
+from unwalled.errors import (
+    BackendError, BackendTimeout, LimitExceededError, RoutingError, UnknownRouteError,
+)
+from unwalled.routing.breaker import CircuitBreaker
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One try of one target."""
+
+    target: str
+    outcome: str  # "ok", "error", "circuit_open"
+    latency_ms: float = 0.0
+    error: str | None = None
+    code: str | None = None
+    upstream_status: int | None = None
+
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class Router:
+    def __init__(self, config: Config, backends: dict[str, Backend],
+                 sleep: Sleep = asyncio.sleep) -> None:
+        self.config = config
+        self.backends = backends
+        self.sleep = sleep
+        self.breakers = {name: CircuitBreaker(r.breaker.failures, r.breaker.reset_after)
+                         for name, r in config.routes.items()}
+
+    def route(self, name: str) -> RouteConfig:
+        try:
+            return self.config.routes[name]
+        except KeyError:
+            raise UnknownRouteError(
+                f"no route named {name!r}. Known routes: "
+                f"{', '.join(sorted(self.config.routes))}. Name one of them as 'model', "
+                "or add it under 'routes:' in unwalled.yaml.", param="model") from None
+
+    def prepare(self, route: RouteConfig, request: ChatRequest) -> ChatRequest:
+        """Apply the route's max_tokens ceiling (and default)."""
+        ceiling = route.max_tokens
+        if ceiling is None:
+            return request
+        if request.max_tokens is None:
+            return request.replace(max_tokens=ceiling)
+        if request.max_tokens > ceiling:
+            raise LimitExceededError(
+                f"max_tokens {request.max_tokens} is above this route's ceiling of "
+                f"{ceiling}. Ask for {ceiling} or fewer.", param="max_tokens")
+        return request
+
+    def _backend(self, target: str) -> tuple[Backend, str]:
+        backend_name, model = target.split("/", 1)
+        return self.backends[backend_name], model
+
+    async def _tries(self, route_name: str, skip: frozenset[str],
+                     attempts: list[Attempt]) -> AsyncIterator["Try"]:
+        """Each try in order. The caller marks a try failed with ``Try.fail``;
+        one it does not mark has succeeded, and the caller stops iterating."""
+        route = self.route(route_name)
+        breaker = self.breakers[route_name]
+        last: BackendError | None = None
+        for target in route.targets:
+            if target.target in skip:
+                continue
+            backend, model = self._backend(target.target)
+            timeout = target.timeout or route.timeout
+            tries = 1 + (route.retries if target.retries is None else target.retries)
+            for attempt_no in range(tries):
+                if not breaker.allow(target.target):
+                    attempts.append(Attempt(target.target, "circuit_open",
+                                            error="circuit open: target skipped"))
+                    break
+                attempt = Attempt(target.target, "ok")
+                attempts.append(attempt)
+                current = Try(attempt, backend, model, timeout, breaker)
+                yield current
+                if current.error is None:
+                    return
+                last = current.error
+                if not last.retryable:
+                    raise _exhausted(route_name, attempts, last)
+                wait = _wait(route, attempt_no, last)
+                if wait is None or attempt_no + 1 == tries:
+                    break
+                await self.sleep(wait)
+        raise _exhausted(route_name, attempts, last)
+
+    async def complete(self, route_name: str, request: ChatRequest,
+                       attempts: list[Attempt],
+                       skip: frozenset[str] = frozenset()) -> ChatResponse:
+        """The first good answer along the route; ``attempts`` gets every try."""
+        async for current in self._tries(route_name, skip, attempts):
+            try:
+                async with asyncio.timeout(current.timeout):
+                    response = await current.backend.complete(request, current.model)
+            except (BackendError, TimeoutError) as exc:
+                current.fail(exc)
+                continue
+            current.succeed()
+            return response
+        raise AssertionError("unreachable: _tries raises when it runs out")
+
+    async def stream(self, route_name: str, request: ChatRequest,
+                     attempts: list[Attempt],
+                     skip: frozenset[str] = frozenset()) -> AsyncIterator[Delta]:
+        """Stream from the first target that produces a first piece."""
+        async for current in self._tries(route_name, skip, attempts):
+            pieces = current.backend.stream(request, current.model).__aiter__()
+            try:
+                async with asyncio.timeout(current.timeout):
+                    first = await pieces.__anext__()
+            except StopAsyncIteration:
+                first = Delta(finish_reason="stop")
+            except (BackendError, TimeoutError) as exc:
+                await _aclose(pieces)
+                current.fail(exc)
+                continue
+            # Committed to this target: the client is about to see its answer.
+            try:
+                yield first
+                while True:
+                    try:
+                        async with asyncio.timeout(current.timeout):
+                            piece = await pieces.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    yield piece
+            except (BackendError, TimeoutError) as exc:
+                error = current.fail(exc)
+                raise RoutingError(
+                    f"route {route_name!r}: the stream from {current.attempt.target} "
+                    f"broke off: {error.message}", attempts=attempts, last=error) from None
+            finally:
+                await _aclose(pieces)
+            current.succeed()
+            return
+
+
+class Try:
+    """One try in progress: where to send it, and how it ended."""
+
+    def __init__(self, attempt: Attempt, backend: Backend, model: str, timeout: float,
+                 breaker: CircuitBreaker) -> None:
+        self.attempt = attempt
+        self.backend = backend
+        self.model = model
+        self.timeout = timeout
+        self.breaker = breaker
+        self.error: BackendError | None = None
+        self.started = time.perf_counter()
+
+    def succeed(self) -> None:
+        self.attempt.latency_ms = (time.perf_counter() - self.started) * 1000
+        self.breaker.success(self.attempt.target)
+
+    def fail(self, exc: BaseException) -> BackendError:
+        error = _as_backend_error(exc, self.attempt.target, self.timeout)
+        self.error = error
+        attempt = self.attempt
+        attempt.outcome, attempt.error, attempt.code = "error", error.message, error.code
+        attempt.upstream_status = error.upstream_status
+        attempt.latency_ms = (time.perf_counter() - self.started) * 1000
+        if error.retryable:
+            self.breaker.failure(attempt.target)
+        return error
+
+
+def _as_backend_error(exc: BaseException, target: str, timeout: float) -> BackendError:
+    if isinstance(exc, BackendError):
+        exc.target = exc.target or target
+        return exc
+    return BackendTimeout(f"{target} gave no answer within {timeout:g} s "
+                          "(the route's timeout).", target=target)
+
+
+def _wait(route: RouteConfig, attempt_no: int, error: BackendError) -> float | None:
+    """Seconds before the next try, or None to move on to the next target now."""
+    if error.retry_after is not None:
+        if error.retry_after > route.backoff.max_retry_after:
+            return None
+        return error.retry_after
+    backoff = route.backoff
+    delay = min(backoff.max, backoff.initial * backoff.multiplier ** attempt_no)
+    return delay * (0.5 + random.random() / 2)
+
+
+def _exhausted(route: str, attempts: list[Attempt],
+               last: BackendError | None) -> RoutingError:
+    tried = "; ".join(f"{a.target}: {a.error}" for a in attempts if a.outcome != "ok")
+    fix = "" if last is None or not last.retryable else \
+        " Check that the upstream is running, or add a fallback target to the route."
+    return RoutingError(f"route {route!r} failed on every target ({tried}).{fix}",
+                        attempts=attempts, last=last)
+
+
+async def _aclose(pieces: AsyncIterator[Delta]) -> None:
+    close = getattr(pieces, "aclose", None)
+    if close is not None:
+        try:
+            await close()
+        except Exception:  # closing a broken stream must not mask its error
+            pass

@@ -1,0 +1,163 @@
+"""The engine every surface shares: config, backends, router and ledger.
+
+The gateway, the CLI and the Python client all call ``Runtime.complete`` or
+``Runtime.stream``; both record exactly one ledger row per call, whatever
+happens, with every attempt behind it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Callable
+
+from unwalled.backends import build_backend
+from unwalled.backends.base import Backend, ChatRequest, ChatResponse, Delta, Usage
+from unwalled.config import Config, load_config
+from unwalled.errors import RoutingError, UnwalledError
+from unwalled.ledger import AttemptRecord, Ledger, Record
+from unwalled.routing import Attempt, Router, cost
+from unwalled.shield.redaction import redact_text
+
+log = logging.getLogger("unwalled")
+
+
+@dataclass(slots=True)
+class CallInfo:
+    """What the caller knows about one request, for the ledger."""
+
+    ingress: str = "python"
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    key_id: str | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+
+class Runtime:
+    def __init__(self, config: Config, ledger: Ledger | None = None,
+                 backends: dict[str, Backend] | None = None) -> None:
+        self.config = config
+        self.backends = backends or {name: build_backend(name, b)
+                                     for name, b in config.backends.items()}
+        self.router = Router(config, self.backends)
+        self.ledger = ledger
+        self.listeners: list[Callable[[Record], None]] = []
+        """Called with every record, e.g. to update metrics."""
+
+    @classmethod
+    def from_config(cls, path: str | None = None, *, ledger: bool = True) -> "Runtime":
+        config = load_config(path)
+        return cls(config, Ledger(config.ledger.url) if ledger else None)
+
+    async def complete(self, route: str, request: ChatRequest,
+                       info: CallInfo | None = None) -> ChatResponse:
+        info = info or CallInfo()
+        attempts: list[Attempt] = []
+        try:
+            request = self.router.prepare(self.router.route(route), request)
+            response = await self.router.complete(route, request, attempts)
+        except UnwalledError as exc:
+            self.record_failure(route, request, info, attempts, exc, stream=False)
+            raise
+        self.record_success(route, request, info, attempts, response, stream=False)
+        return response
+
+    async def stream(self, route: str, request: ChatRequest,
+                     info: CallInfo | None = None) -> AsyncIterator[Delta]:
+        """Stream pieces; the last piece carries usage. Recorded when it ends."""
+        info = info or CallInfo()
+        attempts: list[Attempt] = []
+        pieces: list[Delta] = []
+        try:
+            request = self.router.prepare(self.router.route(route), request)
+            async for piece in self.router.stream(route, request, attempts):
+                pieces.append(piece)
+                yield piece
+        except UnwalledError as exc:
+            self.record_failure(route, request, info, attempts, exc, stream=True)
+            raise
+        except BaseException as exc:  # the client went away mid-stream
+            self.record_failure(route, request, info, attempts,
+                                UnwalledError(f"stream ended early: {type(exc).__name__}"),
+                                stream=True, status=499)
+            raise
+        from unwalled.backends.base import collect
+
+        answer = collect(pieces, attempts[-1].target if attempts else route)
+        self.record_success(route, request, info, attempts, answer, stream=True)
+
+    # ---- the ledger ----
+
+    def record_success(self, route: str, request: ChatRequest, info: CallInfo,
+                       attempts: list[Attempt], response: ChatResponse, *,
+                       stream: bool, verdict: object = None,
+                       contract: str | None = None) -> Record:
+        target = attempts[-1].target if attempts else None
+        latency = (time.perf_counter() - info.started) * 1000
+        usage = response.usage or Usage()
+        record = Record(
+            id=info.request_id, ingress=info.ingress, route=route, status=200,
+            outcome="ok", latency_ms=latency, target=target, stream=stream,
+            prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+            usage_estimated=usage.estimated, key_id=info.key_id,
+            cost=cost(self.config, target, usage, latency / 1000) if target else 0.0,
+            contract=contract, verdict=verdict,
+            attempts=[_attempt(a) for a in attempts],
+        )
+        self._store_text(record, request, response.text)
+        self._write(record)
+        return record
+
+    def record_failure(self, route: str | None, request: ChatRequest | None,
+                       info: CallInfo, attempts: list[Attempt], error: UnwalledError,
+                       *, stream: bool, status: int | None = None,
+                       verdict: object = None, contract: str | None = None) -> Record:
+        if isinstance(error, RoutingError) and not attempts:
+            attempts = error.attempts
+        record = Record(
+            id=info.request_id, ingress=info.ingress, route=route,
+            status=status or error.status,
+            outcome="rejected" if (status or error.status) < 500 else "error",
+            latency_ms=(time.perf_counter() - info.started) * 1000,
+            target=attempts[-1].target if attempts else None, stream=stream,
+            error=error.message[:2000], error_code=error.code, key_id=info.key_id,
+            contract=contract, verdict=verdict,
+            attempts=[_attempt(a) for a in attempts],
+        )
+        if request is not None:
+            self._store_text(record, request, None)
+        self._write(record)
+        return record
+
+    def _store_text(self, record: Record, request: ChatRequest,
+                    completion: str | None) -> None:
+        mode = self.config.ledger.store
+        if mode == "none":
+            return
+        prompt = "\n".join(f"{m.role}: {m.content or ''}" for m in request.messages)
+        if mode == "redacted":
+            prompt = redact_text(prompt)
+            completion = redact_text(completion) if completion else completion
+        record.prompt, record.completion = prompt, completion
+
+    def _write(self, record: Record) -> None:
+        log.info("%s route=%s target=%s status=%d outcome=%s ms=%.1f",
+                 record.ingress, record.route, record.target, record.status,
+                 record.outcome, record.latency_ms)
+        for listener in self.listeners:
+            listener(record)
+        if self.ledger is not None:
+            self.ledger.record(record)
+
+    async def close(self) -> None:
+        for backend in self.backends.values():
+            await backend.close()
+        if self.ledger is not None:
+            self.ledger.close()
+
+
+def _attempt(a: Attempt) -> AttemptRecord:
+    return AttemptRecord(target=a.target, outcome=a.outcome, latency_ms=a.latency_ms,
+                         error=a.error, error_code=a.code,
+                         upstream_status=a.upstream_status)

@@ -1,0 +1,95 @@
+"""The ledger: versioned migrations, one row per request with its attempts,
+redaction of stored text, and the readers behind the CLI."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from unwalled.backends.base import ChatRequest, Message
+from unwalled.backends.mock import MockBackend
+from unwalled.config import parse_config
+from unwalled.errors import RoutingError
+from unwalled.ledger import Ledger
+from unwalled.runtime import CallInfo, Runtime
+
+
+def test_migrations_create_the_schema_and_are_versioned(tmp_path):
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    Ledger(url).close()
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        version = conn.execute(sa.text("select version_num from alembic_version")).scalar()
+        tables = set(sa.inspect(conn).get_table_names())
+    assert version == "0001"
+    assert {"requests", "attempts", "alembic_version"} <= tables
+    Ledger(url).close()  # a second open is a no-op upgrade, not an error
+
+
+def runtime_with(tmp_path, script, store="redacted"):
+    config = parse_config({
+        "ledger": {"url": f"sqlite:///{tmp_path / 'l.db'}", "store": store},
+        "backends": {"m": {"type": "mock"}, "n": {"type": "mock"}},
+        "routes": {"r": {"targets": ["m/x", "n/y"], "retries": 0}},
+        "prices": {"m/x": {"input_per_mtok": 1000, "output_per_mtok": 2000}}})
+    runtime = Runtime(config, Ledger(config.ledger.url))
+    runtime.backends["m"] = MockBackend("m", script=script)
+    runtime.backends["n"] = MockBackend("n", script=[{"error": {"status": 500}}])
+    runtime.router.backends = runtime.backends
+    return runtime
+
+
+async def test_success_failure_and_fallback_each_make_one_row(tmp_path):
+    runtime = runtime_with(tmp_path, ["fine", {"error": {"status": 503}}])
+    request = ChatRequest([Message("user", "mail me at ann@example.com")])
+    await runtime.complete("r", request, CallInfo(request_id="one"))
+    try:
+        await runtime.complete("r", request, CallInfo(request_id="two"))
+    except RoutingError:
+        pass
+    assert runtime.ledger.flush()
+    rows = {r["id"]: r for r in runtime.ledger.tail(10)}
+    assert set(rows) == {"one", "two"}
+    ok, failed = rows["one"], rows["two"]
+    assert (ok["status"], ok["outcome"], ok["target"]) == (200, "ok", "m/x")
+    expected_cost = (ok["prompt_tokens"] * 1000 + ok["completion_tokens"] * 2000) / 1e6
+    assert abs(ok["cost"] - expected_cost) < 1e-9 and ok["cost"] > 0
+    assert (failed["status"], failed["outcome"]) == (503, "error")
+    assert [(a["target"], a["outcome"]) for a in failed["attempts"]] == [
+        ("m/x", "error"), ("n/y", "error")]
+    assert "ann@example.com" not in ok["prompt"] and "[EMAIL_1]" in ok["prompt"]
+    runtime.ledger.close()
+
+
+async def test_store_none_keeps_no_text(tmp_path):
+    runtime = runtime_with(tmp_path, ["fine"], store="none")
+    await runtime.complete("r", ChatRequest([Message("user", "secret plan")]))
+    assert runtime.ledger.flush()
+    row = runtime.ledger.tail(1)[0]
+    assert row["prompt"] is None and row["completion"] is None
+    runtime.ledger.close()
+
+
+async def test_stats_group_by_route_and_target(tmp_path):
+    runtime = runtime_with(tmp_path, ["a", "b", "c"])
+    for _ in range(3):
+        await runtime.complete("r", ChatRequest([Message("user", "hi")]))
+    assert runtime.ledger.flush()
+    [group] = runtime.ledger.stats()
+    assert (group["route"], group["target"], group["requests"], group["errors"]) == (
+        "r", "m/x", 3, 0)
+    assert group["completion_tokens"] == 3
+    runtime.ledger.close()
+
+
+def test_close_drains_the_queue(tmp_path):
+    from unwalled.ledger import Record
+
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    ledger = Ledger(url)
+    for i in range(2000):
+        ledger.record(Record(id=f"r{i}", ingress="test", route="r", status=200,
+                             outcome="ok", latency_ms=1.0))
+    ledger.close()
+    reopened = Ledger(url)
+    assert reopened.count() == 2000
+    reopened.close()

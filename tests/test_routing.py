@@ -1,0 +1,182 @@
+"""Routes over real HTTP to a scripted upstream: retries, Retry-After, fallback,
+circuit breaking, and what reaches the attempts list."""
+
+from __future__ import annotations
+
+import pytest
+
+from unwalled.backends import build_backend
+from unwalled.backends.base import ChatRequest, Message
+from unwalled.config import parse_config
+from unwalled.errors import RoutingError
+from unwalled.routing import Router
+from unwalled.testing import ScriptedUpstream
+
+REQUEST = ChatRequest(messages=[Message("user", "hi")], max_tokens=8)
+
+
+class RecordedSleep:
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+OPEN: list = []
+
+
+def router_for(urls: dict[str, str], routes: dict, sleep: RecordedSleep) -> Router:
+    config = parse_config({
+        "backends": {name: {"type": "openai", "base_url": url + "/v1"}
+                     for name, url in urls.items()},
+        "routes": routes})
+    backends = {name: build_backend(name, b) for name, b in config.backends.items()}
+    OPEN.extend(backends.values())
+    return Router(config, backends, sleep=sleep)
+
+
+@pytest.fixture(autouse=True)
+async def close_backends():
+    yield
+    while OPEN:
+        await OPEN.pop().close()
+
+
+async def test_retry_honours_retry_after_then_succeeds(upstream):
+    scripted, url = upstream
+    scripted.reset_script([{"status": 429, "retry_after": 3}, "recovered"])
+    sleep = RecordedSleep()
+    router = router_for({"a": url}, {"r": {"targets": ["a/m"], "retries": 2}}, sleep)
+    attempts = []
+    answer = await router.complete("r", REQUEST, attempts)
+    assert answer.text == "recovered"
+    assert sleep.waits == [3.0]
+    assert [(a.outcome, a.upstream_status) for a in attempts] == [("error", 429),
+                                                                 ("ok", None)]
+
+
+async def test_backoff_grows_between_retries_of_a_5xx(upstream):
+    scripted, url = upstream
+    scripted.reset_script([{"status": 503}, {"status": 502}, {"status": 500}, "ok"])
+    sleep = RecordedSleep()
+    router = router_for({"a": url}, {"r": {"targets": ["a/m"], "retries": 3,
+                                           "backoff": {"initial": 1, "multiplier": 2}}},
+                        sleep)
+    answer = await router.complete("r", REQUEST, [])
+    assert answer.text == "ok"
+    assert len(sleep.waits) == 3
+    # Jittered between half and all of 1, 2, 4 seconds.
+    for wait, base in zip(sleep.waits, (1, 2, 4)):
+        assert base / 2 <= wait <= base
+
+
+async def test_fallback_to_the_next_target_after_retries_run_out():
+    first, second = ScriptedUpstream([{"status": 503}]), ScriptedUpstream(["from b"])
+    with first.running() as url_a, second.running() as url_b:
+        sleep = RecordedSleep()
+        router = router_for({"a": url_a, "b": url_b},
+                            {"r": {"targets": ["a/m", "b/m"], "retries": 1}}, sleep)
+        attempts = []
+        answer = await router.complete("r", REQUEST, attempts)
+    assert answer.text == "from b"
+    assert [(a.target, a.outcome) for a in attempts] == [
+        ("a/m", "error"), ("a/m", "error"), ("b/m", "ok")]
+    assert len(first.requests) == 2 and len(second.requests) == 1
+
+
+async def test_retry_after_beyond_the_cap_falls_back_at_once():
+    first, second = ScriptedUpstream([{"status": 429, "retry_after": 3600}]), \
+        ScriptedUpstream(["from b"])
+    with first.running() as url_a, second.running() as url_b:
+        sleep = RecordedSleep()
+        router = router_for({"a": url_a, "b": url_b},
+                            {"r": {"targets": ["a/m", "b/m"], "retries": 3}}, sleep)
+        answer = await router.complete("r", REQUEST, [])
+    assert answer.text == "from b" and sleep.waits == []
+
+
+async def test_a_client_error_is_not_retried_nor_fallen_back(upstream):
+    scripted, url = upstream
+    scripted.reset_script([{"status": 400, "message": "context too long"}])
+    router = router_for({"a": url, "b": url},
+                        {"r": {"targets": ["a/m", "b/m"], "retries": 3}}, RecordedSleep())
+    with pytest.raises(RoutingError) as err:
+        await router.complete("r", REQUEST, [])
+    assert len(scripted.requests) == 1
+    assert err.value.status == 400 and "context too long" in err.value.message
+
+
+async def test_timeout_per_target_then_fallback():
+    slow, fast = ScriptedUpstream([{"text": "late", "delay": 2}]), ScriptedUpstream(["b"])
+    with slow.running() as url_a, fast.running() as url_b:
+        router = router_for({"a": url_a, "b": url_b}, {"r": {
+            "targets": [{"target": "a/m", "timeout": 0.2}, "b/m"], "retries": 0}},
+            RecordedSleep())
+        attempts = []
+        answer = await router.complete("r", REQUEST, attempts)
+    assert answer.text == "b"
+    assert attempts[0].code == "backend_timeout"
+
+
+async def test_circuit_opens_after_failures_and_skips_the_target():
+    broken, good = ScriptedUpstream([{"status": 500}]), ScriptedUpstream(["good"])
+    with broken.running() as url_a, good.running() as url_b:
+        router = router_for({"a": url_a, "b": url_b}, {"r": {
+            "targets": ["a/m", "b/m"], "retries": 0,
+            "breaker": {"failures": 2, "reset_after": 60}}}, RecordedSleep())
+        for _ in range(2):
+            await router.complete("r", REQUEST, [])
+        attempts = []
+        await router.complete("r", REQUEST, attempts)
+    assert len(broken.requests) == 2  # the third call never reached it
+    assert [a.outcome for a in attempts] == ["circuit_open", "ok"]
+    assert router.breakers["r"].state("a/m") == "open"
+
+
+async def test_half_open_circuit_lets_one_trial_through_and_closes_on_success():
+    from unwalled.routing import CircuitBreaker
+
+    now = [0.0]
+    breaker = CircuitBreaker(failures=1, reset_after=10, clock=lambda: now[0])
+    breaker.failure("t")
+    assert not breaker.allow("t")
+    now[0] = 11
+    assert breaker.allow("t") and not breaker.allow("t")  # one trial only
+    breaker.success("t")
+    assert breaker.state("t") == "closed" and breaker.allow("t")
+
+
+async def test_unreachable_upstream_is_retryable_and_named():
+    router = router_for({"a": "http://127.0.0.1:9"}, {"r": {"targets": ["a/m"],
+                                                           "retries": 1}},
+                        RecordedSleep())
+    with pytest.raises(RoutingError) as err:
+        await router.complete("r", REQUEST, [])
+    assert err.value.status == 503
+    assert "cannot reach upstream" in err.value.message
+    assert "add a fallback target" in err.value.message
+
+
+async def test_stream_falls_back_before_the_first_piece():
+    first, second = ScriptedUpstream([{"status": 502}]), ScriptedUpstream(["streamed b"])
+    with first.running() as url_a, second.running() as url_b:
+        router = router_for({"a": url_a, "b": url_b},
+                            {"r": {"targets": ["a/m", "b/m"], "retries": 0}},
+                            RecordedSleep())
+        attempts = []
+        text = "".join([d.text async for d in router.stream("r", REQUEST, attempts)])
+    assert text == "streamed b"
+    assert [a.outcome for a in attempts] == ["error", "ok"]
+
+
+async def test_max_tokens_ceiling_of_a_route():
+    from unwalled.errors import LimitExceededError
+
+    router = router_for({}, {"r": {"targets": ["mock/m"], "max_tokens": 10}},
+                        RecordedSleep())
+    route = router.route("r")
+    assert router.prepare(route, ChatRequest([Message("user", "x")])).max_tokens == 10
+    with pytest.raises(LimitExceededError) as err:
+        router.prepare(route, ChatRequest([Message("user", "x")], max_tokens=11))
+    assert "ceiling of 10" in err.value.message
