@@ -116,3 +116,10 @@ def _parse(out: str) -> WrkResult:
     if socket_errors:
         failed += sum(int(g) for g in socket_errors.groups())
     return WrkResult(rps, latency("50"), latency("99"), total, failed)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks

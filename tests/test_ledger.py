@@ -93,3 +93,23 @@ def test_close_drains_the_queue(tmp_path):
     reopened = Ledger(url)
     assert reopened.count() == 2000
     reopened.close()
+
+
+def test_insert_columns_match_the_schema():
+    from unwalled.ledger import schema
+    from unwalled.ledger.store import ATTEMPT_COLUMNS, REQUEST_COLUMNS
+
+    assert REQUEST_COLUMNS == tuple(c.name for c in schema.requests.columns)
+    assert ATTEMPT_COLUMNS == tuple(c.name for c in schema.attempts.columns)
+
+
+def test_flush_waits_for_records_queued_before_it(tmp_path):
+    from unwalled.ledger import Record
+
+    ledger = Ledger(f"sqlite:///{tmp_path / 'l.db'}", interval=5.0)
+    for i in range(10):
+        ledger.record(Record(id=f"f{i}", ingress="test", route="r", status=200,
+                             outcome="ok", latency_ms=1.0))
+    assert ledger.flush(timeout=3)  # woken at once, not after the 5 s interval
+    assert ledger.count() == 10
+    ledger.close()

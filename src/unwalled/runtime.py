@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
+import os
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Callable
 
@@ -29,7 +29,7 @@ class CallInfo:
     """What the caller knows about one request, for the ledger."""
 
     ingress: str = "python"
-    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    request_id: str = field(default_factory=lambda: os.urandom(16).hex())
     key_id: str | None = None
     started: float = field(default_factory=time.perf_counter)
 

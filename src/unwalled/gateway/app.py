@@ -13,6 +13,7 @@ error format with the right status, and every request reaches the ledger.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from typing import Any, AsyncIterator
 
@@ -198,9 +199,7 @@ async def _chain(first: Delta, rest: AsyncIterator[Delta]) -> AsyncIterator[Delt
 
 
 def _id() -> str:
-    import uuid
-
-    return uuid.uuid4().hex[:24]
+    return os.urandom(12).hex()
 
 
 def _too_large(size: int) -> RequestError:

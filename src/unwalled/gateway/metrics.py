@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from unwalled.ledger import Record
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -21,21 +23,36 @@ class Metrics:
                                 ["target", "outcome"], registry=self.registry)
         self.cost = Counter("unwalled_cost_dollars", "Spend by route", ["route"],
                             registry=self.registry)
+        # Label lookups cost more than the increments: keep the children.
+        self._children: dict[tuple[str, str, int], tuple[Any, ...]] = {}
+        self._attempts: dict[tuple[str, str], Any] = {}
         self.in_flight = Gauge("unwalled_in_flight", "Requests being served",
                                registry=self.registry)
 
     def observe(self, record: Record) -> None:
         route = record.route or "-"
-        self.requests.labels(route, record.ingress, str(record.status)).inc()
-        self.latency.labels(route).observe(record.latency_ms / 1000)
+        key = (route, record.ingress, record.status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self.requests.labels(route, record.ingress, str(record.status)),
+                self.latency.labels(route), self.tokens.labels(route, "prompt"),
+                self.tokens.labels(route, "completion"), self.cost.labels(route))
+        requests, latency, prompt, completion, cost = children
+        requests.inc()
+        latency.observe(record.latency_ms / 1000)
         if record.prompt_tokens:
-            self.tokens.labels(route, "prompt").inc(record.prompt_tokens)
+            prompt.inc(record.prompt_tokens)
         if record.completion_tokens:
-            self.tokens.labels(route, "completion").inc(record.completion_tokens)
+            completion.inc(record.completion_tokens)
         if record.cost:
-            self.cost.labels(route).inc(record.cost)
+            cost.inc(record.cost)
         for attempt in record.attempts:
-            self.attempts.labels(attempt.target, attempt.outcome).inc()
+            child = self._attempts.get((attempt.target, attempt.outcome))
+            if child is None:
+                child = self._attempts[(attempt.target, attempt.outcome)] = \
+                    self.attempts.labels(attempt.target, attempt.outcome)
+            child.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -8,16 +8,17 @@ upgraded by the numbered Alembic migrations in ``migrations/``.
 
 from __future__ import annotations
 
+import itertools
 import logging
-import queue
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 import orjson
-from sqlalchemy import Engine, create_engine, event, func, insert, select, text
+from sqlalchemy import Engine, create_engine, event, func, select, text
 
 from unwalled.errors import ConfigError
 from unwalled.ledger import schema
@@ -63,11 +64,35 @@ class Record:
     completion: str | None = None
     attempts: list[AttemptRecord] = field(default_factory=list)
 
-    def row(self) -> dict[str, Any]:
-        row = {name: getattr(self, name) for name in self.__slots__ if name != "attempts"}
-        if row["verdict"] is not None and not isinstance(row["verdict"], str):
-            row["verdict"] = orjson.dumps(row["verdict"], default=str).decode()
-        return row
+    def values(self) -> tuple[Any, ...]:
+        """The ``requests`` row, in ``REQUEST_COLUMNS`` order."""
+        verdict = self.verdict
+        if verdict is not None and not isinstance(verdict, str):
+            verdict = orjson.dumps(verdict, default=str).decode()
+        return (self.id, self.ts, self.ingress, self.route, self.target, self.status,
+                self.outcome, self.stream, self.prompt_tokens, self.completion_tokens,
+                self.usage_estimated, self.latency_ms, self.cost, self.error,
+                self.error_code, self.key_id, self.contract, verdict, self.prompt,
+                self.completion)
+
+
+REQUEST_COLUMNS = ("id", "ts", "ingress", "route", "target", "status", "outcome",
+                   "stream", "prompt_tokens", "completion_tokens", "usage_estimated",
+                   "latency_ms", "cost", "error", "error_code", "key_id", "contract",
+                   "verdict", "prompt", "completion")
+ATTEMPT_COLUMNS = ("request_id", "seq", "target", "outcome", "latency_ms", "error",
+                   "error_code", "upstream_status")
+
+
+def _insert_sql(table: str, columns: tuple[str, ...], paramstyle: str) -> str:
+    """A plain INSERT for the driver's executemany: the hot path skips SQL building."""
+    marks = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(paramstyle)
+    if marks is None:
+        raise ConfigError(f"the ledger's database driver uses parameter style "
+                          f"{paramstyle!r}, which is not supported.", key="ledger.url",
+                          fix="use SQLite or PostgreSQL (postgresql+psycopg://...).")
+    return (f"INSERT INTO {table} ({', '.join(columns)}) "
+            f"VALUES ({', '.join([marks] * len(columns))})")
 
 
 def engine_for(url: str) -> Engine:
@@ -114,13 +139,21 @@ class Ledger:
                                   key="ledger.url",
                                   fix="check that the database is reachable and "
                                       "writable.") from exc
+        style = self.engine.dialect.paramstyle
+        self._insert_requests = _insert_sql("requests", REQUEST_COLUMNS, style)
+        self._insert_attempts = _insert_sql("attempts", ATTEMPT_COLUMNS, style)
         self.batch_size = batch_size
         self.interval = interval
-        self._queue: queue.SimpleQueue[Record | None] = queue.SimpleQueue()
+        # A deque and a timed wake-up instead of a queue: the request path only
+        # appends (no lock, no thread wake-up per record); the writer drains it.
+        self._buffer: deque[Record] = deque()
+        self._queued = itertools.count(1)
+        self._last_queued = 0
         self._written = 0
         self._failed = 0
-        self._idle = threading.Condition()
-        self._pending = 0
+        self._wake = threading.Event()
+        self._done = threading.Condition()
+        self._closing = False
         self._thread = threading.Thread(target=self._run, name="ledger-writer",
                                         daemon=True)
         self._thread.start()
@@ -129,41 +162,34 @@ class Ledger:
 
     def record(self, record: Record) -> None:
         """Queue a record; never blocks the caller on the database."""
-        with self._idle:
-            self._pending += 1
-        self._queue.put(record)
+        self._buffer.append(record)
+        self._last_queued = next(self._queued)
+        if len(self._buffer) >= self.batch_size:
+            self._wake.set()
 
     def _run(self) -> None:
-        stop = False
-        while not stop:
-            batch: list[Record] = []
-            first = self._queue.get()
-            if first is None:
-                break
-            batch.append(first)
-            deadline = time.monotonic() + self.interval
-            while len(batch) < self.batch_size:
-                try:
-                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
-            self._write(batch)
+        while True:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            closing = self._closing
+            while self._buffer:
+                batch = [self._buffer.popleft()
+                         for _ in range(min(self.batch_size, len(self._buffer)))]
+                self._write(batch)
+            if closing:
+                return
 
     def _write(self, batch: list[Record]) -> None:
-        rows = [r.row() for r in batch]
-        tries = [{"request_id": r.id, "seq": i, **asdict(a)}
-                 for r in batch for i, a in enumerate(r.attempts)]
+        rows = [r.values() for r in batch]
+        tries = [(r.id, i, a.target, a.outcome, a.latency_ms, a.error, a.error_code,
+                  a.upstream_status) for r in batch for i, a in enumerate(r.attempts)]
         for delay in (0.0, 0.1, 0.5, 2.0):
             time.sleep(delay)
             try:
                 with self.engine.begin() as conn:
-                    conn.execute(insert(schema.requests), rows)
+                    conn.exec_driver_sql(self._insert_requests, rows)
                     if tries:
-                        conn.execute(insert(schema.attempts), tries)
+                        conn.exec_driver_sql(self._insert_attempts, tries)
                 break
             except Exception as exc:  # keep trying: losing records is worse
                 log.warning("ledger write of %d records failed: %s", len(rows),
@@ -171,20 +197,23 @@ class Ledger:
         else:
             self._failed += len(batch)
             log.error("ledger dropped %d records after retries", len(batch))
-        with self._idle:
+        with self._done:
             self._written += len(batch)
-            self._pending -= len(batch)
-            self._idle.notify_all()
+            self._done.notify_all()
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every queued record is written. True if it got there."""
-        with self._idle:
-            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+        """Wait until every record queued so far is written. True if it got there."""
+        target = self._last_queued
+        self._wake.set()
+        with self._done:
+            return self._done.wait_for(lambda: self._written >= target, timeout)
 
     def close(self) -> None:
+        """Write everything queued, then stop the writer."""
         if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join(timeout=30)
+            self._closing = True
+            self._wake.set()
+            self._thread.join(timeout=60)
         self.engine.dispose()
 
     # ---- reading ----

@@ -10,6 +10,7 @@ message_stop.
 
 from __future__ import annotations
 
+import os
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -314,7 +315,7 @@ def _opt_number(body: dict[str, Any], key: str) -> float | None:
 
 
 def message_id() -> str:
-    return f"msg_{uuid.uuid4().hex[:24]}"
+    return f"msg_{os.urandom(12).hex()}"
 
 
 def response_body(response: ChatResponse, route: str, request_id: str) -> dict[str, Any]:
