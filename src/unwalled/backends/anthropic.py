@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import AsyncIterator
 
-from unwalled.backends.base import ChatRequest, ChatResponse, Delta, Usage, estimate_usage
+from unwalled.backends.base import (
+    ChatRequest, ChatResponse, Delta, estimate_usage, output_text,
+)
 from unwalled.backends.http import HTTPBackend
 from unwalled.config import BackendConfig
 from unwalled.errors import BackendProtocolError
@@ -32,28 +34,23 @@ class AnthropicBackend(HTTPBackend):
                                    wire.request_body(request, model, stream=False), target)
         response = wire.parse_response(raw, target)
         if response.usage.estimated:
-            response.usage = estimate_usage(request, response.text)
+            response.usage = estimate_usage(request, output_text(response))
         return response
 
     async def stream(self, request: ChatRequest, model: str) -> AsyncIterator[Delta]:
         target = f"{self.name}/{model}"
         reader = wire.StreamReader(target)
         decoder = SSEDecoder()
-        text: list[str] = []
+        written: list[str] = []
         async for chunk in self.post_stream(
                 "/v1/messages", wire.request_body(request, model, stream=True), target):
             for event in decoder.feed(chunk):
-                delta = reader.event(event.event, event.data)
-                if delta is not None:
-                    text.append(delta.text)
+                for delta in reader.event(event.event, event.data):
+                    written.append(output_text(delta))
                     yield delta
-        for event in decoder.close():
-            delta = reader.event(event.event, event.data)
-            if delta is not None:
-                yield delta
-        if not reader.stopped:
+        if not reader.stopped or decoder.pending:
             raise BackendProtocolError("upstream stream ended before message_stop.",
                                        target=target)
-        usage = reader.usage if reader.saw_usage else estimate_usage(request, "".join(text))
+        usage = reader.usage if reader.saw_usage else \
+            estimate_usage(request, "".join(written))
         yield Delta(usage=usage)
-

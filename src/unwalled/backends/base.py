@@ -152,8 +152,17 @@ def estimate_tokens(text: str) -> int:
     return max(1, (len(text) + 3) // 4) if text else 0
 
 
+def output_text(answer: "ChatResponse | Delta") -> str:
+    """Everything the model wrote, tool-call names and arguments included, so an
+    estimate counts a tool-calling answer too."""
+    calls = "".join((c.name or "") + c.arguments for c in answer.tool_calls or ())
+    return answer.text + calls
+
+
 def estimate_usage(request: ChatRequest, text: str) -> Usage:
     """Usage counted by Unwalled, marked as estimated."""
     prompt = sum(estimate_tokens(m.content or "") + 4 for m in request.messages)
+    prompt += sum(estimate_tokens(t.name + t.description + str(t.parameters))
+                  for t in request.tools or ())
     return Usage(prompt_tokens=prompt, completion_tokens=estimate_tokens(text),
                  estimated=True)

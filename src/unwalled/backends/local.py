@@ -15,13 +15,13 @@ import asyncio
 import importlib.util
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, AsyncIterator
 
+from unwalled.backends import tool_grammar
 from unwalled.backends.base import (
-    ChatRequest, ChatResponse, Delta, Message, ToolCall, ToolCallDelta, Usage,
+    ChatRequest, ChatResponse, Delta, Message, ToolCallDelta, Usage,
 )
 from unwalled.config import BackendConfig, LocalModel
 from unwalled.errors import BackendError, BackendProtocolError, ConfigError
@@ -110,15 +110,39 @@ class LocalBackend:
 
     async def complete(self, request: ChatRequest, model: str) -> ChatResponse:
         runner = self.runner(model)
+        if tool_grammar.uses_tools(request):
+            return await self._complete_with_tools(runner, request, model)
         started = time.perf_counter()
         raw = await runner.run(self._complete_sync, runner, request)
         return _to_response(raw, request, f"{self.name}/{model}",
                             time.perf_counter() - started)
 
+    async def _complete_with_tools(self, runner: LocalModelRunner,
+                                   request: ChatRequest, model: str) -> ChatResponse:
+        """Tools by constrained decoding (see ``tool_grammar``): one call or text."""
+        prepared = tool_grammar.prepare(request)
+        started = time.perf_counter()
+        raw = await runner.run(self._complete_sync, runner, prepared)
+        response = _to_response(raw, prepared, f"{self.name}/{model}",
+                                time.perf_counter() - started)
+        response.text, response.tool_calls = tool_grammar.parse_answer(
+            response.text, request)
+        response.constrained = False  # the caller's own json_schema was not used
+        if response.tool_calls:
+            response.finish_reason = "tool_calls"
+        return response
+
     def _complete_sync(self, runner: LocalModelRunner, request: ChatRequest) -> Any:
         return runner.llama.create_chat_completion(**_llama_kwargs(request))
 
     async def stream(self, request: ChatRequest, model: str) -> AsyncIterator[Delta]:
+        if tool_grammar.uses_tools(request):
+            # Whether the answer is text or a call is known only once the JSON
+            # is whole, so a tool-enabled answer is decoded first, then streamed.
+            response = await self.complete(request, model)
+            for delta in _as_deltas(response):
+                yield delta
+            return
         runner = self.runner(model)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -220,8 +244,17 @@ def _to_response(raw: dict[str, Any], request: ChatRequest, model: str,
     )
 
 
-def new_call_id() -> str:
-    return f"call_{uuid.uuid4().hex[:24]}"
+def _as_deltas(response: ChatResponse, piece: int = 16) -> list[Delta]:
+    """A finished answer as stream pieces: text, then each call with its index."""
+    deltas = [Delta(text=response.text)] if response.text else []
+    for index, call in enumerate(response.tool_calls or ()):
+        deltas.append(Delta(tool_calls=[ToolCallDelta(index=index, id=call.id,
+                                                      name=call.name)]))
+        deltas += [Delta(tool_calls=[ToolCallDelta(
+            index=index, arguments=call.arguments[start:start + piece])])
+            for start in range(0, len(call.arguments), piece)]
+    deltas.append(Delta(finish_reason=response.finish_reason, usage=response.usage))
+    return deltas
 
 
-__all__ = ["LocalBackend", "embedded_model_path", "ToolCall", "ToolCallDelta"]
+__all__ = ["LocalBackend", "embedded_model_path"]

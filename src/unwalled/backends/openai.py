@@ -7,7 +7,9 @@ from typing import Any, AsyncIterator
 
 import orjson
 
-from unwalled.backends.base import ChatRequest, ChatResponse, Delta, Usage, estimate_usage
+from unwalled.backends.base import (
+    ChatRequest, ChatResponse, Delta, Usage, estimate_usage, output_text,
+)
 from unwalled.backends.http import HTTPBackend
 from unwalled.config import BackendConfig
 from unwalled.errors import BackendProtocolError
@@ -32,13 +34,14 @@ class OpenAIBackend(HTTPBackend):
                                    wire.request_body(request, model, stream=False), target)
         response = wire.parse_response(raw, target)
         if response.usage.estimated:
-            response.usage = estimate_usage(request, response.text)
+            response.usage = estimate_usage(request, output_text(response))
         return response
 
     async def stream(self, request: ChatRequest, model: str) -> AsyncIterator[Delta]:
         target = f"{self.name}/{model}"
         body = wire.request_body(request, model, stream=True)
         decoder = SSEDecoder()
+        tracker = wire.ToolCallTracker()
         finished = done = False
         usage: Usage | None = None
         text: list[str] = []
@@ -50,8 +53,10 @@ class OpenAIBackend(HTTPBackend):
                 delta = _decode(event.data, target)
                 usage = delta.usage or usage
                 finished = finished or delta.finish_reason is not None
-                text.append(delta.text)
                 delta.usage = None
+                if delta.tool_calls:
+                    delta.tool_calls = tracker.clean(delta.tool_calls)
+                text.append(output_text(delta))
                 if delta.text or delta.tool_calls or delta.finish_reason:
                     yield delta
         if not (done or finished) or decoder.pending:

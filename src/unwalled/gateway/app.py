@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
-from typing import Any, AsyncIterator
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable
 
 import orjson
 from starlette.applications import Starlette
@@ -24,12 +24,13 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from unwalled.backends.base import ChatRequest, Delta, Usage
+from unwalled.backends.base import (
+    ChatRequest, ChatResponse, Delta, Usage, estimate_usage, output_text,
+)
 from unwalled.errors import RequestError, UnwalledError
 from unwalled.gateway.metrics import Metrics
 from unwalled.protocols import anthropic as anthropic_wire
 from unwalled.protocols import openai as openai_wire
-from unwalled.protocols.sse import encode
 from unwalled.runtime import CallInfo, Runtime
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -65,110 +66,64 @@ class Gateway:
         """Record a request refused before it reached the router."""
         self.runtime.record_failure(route, request, info, [], error, stream=stream)
 
-    # ---- OpenAI ingress ----
+    # ---- both ingresses: parse, route, answer in the ingress's own format ----
 
     async def chat_completions(self, http: Request) -> Response:
-        info = CallInfo(ingress="openai", request_id=f"chatcmpl-{_id()}")
+        return await self.serve(http, OPENAI)
+
+    async def messages(self, http: Request) -> Response:
+        return await self.serve(http, ANTHROPIC)
+
+    async def serve(self, http: Request, wire: "Wire") -> Response:
+        """One request through either ingress. Both reach the same
+        ``Runtime.complete``/``Runtime.stream``, so whatever the runtime applies
+        to an answer (routes, the ledger, contracts) applies the same to both."""
+        info = CallInfo(ingress=wire.name, request_id=wire.new_id())
         route = parsed = None
         try:
             body = await self.read_json(http)
             route = body.get("model") if isinstance(body, dict) else None
-            parsed = openai_wire.parse_request(body)
+            parsed = wire.parse(body)
             self.runtime.router.route(parsed.route)
         except UnwalledError as error:
             self.reject(info, error, route if isinstance(route, str) else None,
                         parsed.request if parsed else None)
-            return openai_error(error)
+            return wire.error_response(error)
         if parsed.stream:
-            return await self._openai_stream(parsed, info)
+            return await self._stream(parsed, info, wire)
         try:
             answer = await self.runtime.complete(parsed.route, parsed.request, info)
         except UnwalledError as error:
-            return openai_error(error)
-        return json_response(openai_wire.response_body(answer, parsed.route,
-                                                       info.request_id))
+            return wire.error_response(error)
+        return json_response(wire.response_body(answer, parsed.route, info.request_id))
 
-    async def _openai_stream(self, parsed: openai_wire.Ingress,
-                             info: CallInfo) -> Response:
+    async def _stream(self, parsed: Any, info: CallInfo, wire: "Wire") -> Response:
         pieces = self.runtime.stream(parsed.route, parsed.request, info)
         try:
             first = await anext(pieces)
         except UnwalledError as error:
-            return openai_error(error)
-        created = int(time.time())
+            return wire.error_response(error)
+        writer = wire.stream_writer(parsed, info.request_id)
 
         async def frames() -> AsyncIterator[bytes]:
             usage: Usage | None = None
-            is_first = True
-            try:
-                async for piece in _chain(first, pieces):
-                    if piece.usage is not None:
-                        usage = piece.usage
-                    if piece.text or piece.tool_calls or piece.finish_reason or is_first:
-                        yield encode(orjson.dumps(openai_wire.chunk_body(
-                            piece, parsed.route, info.request_id, created, is_first)))
-                        is_first = False
-            except UnwalledError as error:
-                yield encode(orjson.dumps(error.to_openai()))
-                return
-            finally:
-                await pieces.aclose()
-            if parsed.include_usage:
-                yield encode(orjson.dumps(openai_wire.usage_chunk_body(
-                    usage or Usage(estimated=True), parsed.route, info.request_id,
-                    created)))
-            yield b"data: [DONE]\n\n"
-
-        return StreamingResponse(frames(), media_type="text/event-stream",
-                                 headers=SSE_HEADERS)
-
-    # ---- Anthropic ingress ----
-
-    async def messages(self, http: Request) -> Response:
-        info = CallInfo(ingress="anthropic", request_id=anthropic_wire.message_id())
-        route = parsed = None
-        try:
-            body = await self.read_json(http)
-            route = body.get("model") if isinstance(body, dict) else None
-            parsed = anthropic_wire.parse_request(body)
-            self.runtime.router.route(parsed.route)
-        except UnwalledError as error:
-            self.reject(info, error, route if isinstance(route, str) else None,
-                        parsed.request if parsed else None)
-            return anthropic_error(error)
-        if parsed.stream:
-            return await self._anthropic_stream(parsed, info)
-        try:
-            answer = await self.runtime.complete(parsed.route, parsed.request, info)
-        except UnwalledError as error:
-            return anthropic_error(error)
-        return json_response(anthropic_wire.response_body(answer, parsed.route,
-                                                          info.request_id))
-
-    async def _anthropic_stream(self, parsed: anthropic_wire.Ingress,
-                                info: CallInfo) -> Response:
-        pieces = self.runtime.stream(parsed.route, parsed.request, info)
-        try:
-            first = await anext(pieces)
-        except UnwalledError as error:
-            return anthropic_error(error)
-        writer = anthropic_wire.StreamWriter(parsed.route, info.request_id)
-
-        async def frames() -> AsyncIterator[bytes]:
-            usage, finish = Usage(estimated=True), "stop"
+            finish, written = "stop", []
             yield writer.start()
             try:
                 async for piece in _chain(first, pieces):
                     usage = piece.usage or usage
                     finish = piece.finish_reason or finish
+                    written.append(output_text(piece))
                     out = writer.delta(piece)
                     if out:
                         yield out
             except UnwalledError as error:
-                yield writer.error(error.status, error.message)
+                yield writer.error(error)
                 return
             finally:
                 await pieces.aclose()
+            if usage is None:  # every backend sends usage; count it if one did not
+                usage = estimate_usage(parsed.request, "".join(written))
             yield writer.finish(finish, usage)
 
         return StreamingResponse(frames(), media_type="text/event-stream",
@@ -209,6 +164,18 @@ def _too_large(size: int) -> RequestError:
                               f"{MAX_BODY_BYTES}. Send a smaller request.", param="body")
 
 
+@dataclass(frozen=True, slots=True)
+class Wire:
+    """What differs between the two ingresses; everything else is shared."""
+
+    name: str
+    new_id: Callable[[], str]
+    parse: Callable[[Any], Any]
+    response_body: Callable[[ChatResponse, str, str], dict[str, Any]]
+    stream_writer: Callable[[Any, str], Any]
+    error_response: Callable[[UnwalledError], Response]
+
+
 def openai_error(error: UnwalledError) -> Response:
     headers = _retry_headers(error)
     return json_response(error.to_openai(), error.status, headers)
@@ -227,6 +194,20 @@ def _retry_headers(error: UnwalledError) -> dict[str, str] | None:
     if retry_after is None:
         return None
     return {"retry-after": str(max(1, int(retry_after + 0.999)))}
+
+
+OPENAI = Wire(
+    name="openai", new_id=lambda: f"chatcmpl-{_id()}", parse=openai_wire.parse_request,
+    response_body=openai_wire.response_body,
+    stream_writer=lambda parsed, request_id: openai_wire.StreamWriter(
+        parsed.route, request_id, parsed.include_usage),
+    error_response=openai_error)
+ANTHROPIC = Wire(
+    name="anthropic", new_id=anthropic_wire.message_id,
+    parse=anthropic_wire.parse_request, response_body=anthropic_wire.response_body,
+    stream_writer=lambda parsed, request_id: anthropic_wire.StreamWriter(
+        parsed.route, request_id),
+    error_response=anthropic_error)
 
 
 def create_app(runtime: Runtime) -> Starlette:

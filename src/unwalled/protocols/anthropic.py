@@ -20,13 +20,15 @@ import orjson
 from unwalled.backends.base import (
     ChatRequest, ChatResponse, Delta, Message, Tool, ToolCall, ToolCallDelta, Usage,
 )
-from unwalled.errors import BackendProtocolError, RequestError
+from unwalled.errors import BackendProtocolError, RequestError, UnwalledError
+from unwalled.protocols.common import check_tool_choice
 from unwalled.protocols.sse import encode
 
 STOP_TO_FINISH = {"end_turn": "stop", "max_tokens": "length", "stop_sequence": "stop",
-                  "tool_use": "tool_calls", "pause_turn": "stop", "refusal": "stop"}
+                  "tool_use": "tool_calls", "pause_turn": "stop",
+                  "refusal": "content_filter", "model_context_window_exceeded": "length"}
 FINISH_TO_STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
-                  "content_filter": "end_turn"}
+                  "content_filter": "refusal"}
 DEFAULT_MAX_TOKENS = 1024
 
 
@@ -121,22 +123,29 @@ def parse_response(raw: Any, target: str) -> ChatResponse:
         text="".join(text), model=target,
         finish_reason=STOP_TO_FINISH.get(raw.get("stop_reason") or "", "stop"),
         tool_calls=calls or None,
-        usage=Usage(prompt_tokens=int(usage.get("input_tokens") or 0),
+        usage=Usage(prompt_tokens=input_tokens(usage),
                     completion_tokens=int(usage.get("output_tokens") or 0))
         if isinstance(usage, dict) else Usage(estimated=True))
 
 
 class StreamReader:
-    """Anthropic stream events in, ``Delta`` pieces out."""
+    """Anthropic stream events in, ``Delta`` pieces out.
+
+    Each tool_use block becomes one call with its own index (0, 1, ... in block
+    order), its id and name in the first piece and its ``input_json_delta``
+    pieces after. A call whose block carries no JSON at all gets ``{}``, so the
+    arguments are always a whole JSON object.
+    """
 
     def __init__(self, target: str) -> None:
         self.target = target
         self.tool_index: dict[int, int] = {}
+        self.tool_has_json: dict[int, bool] = {}
         self.usage = Usage()
         self.saw_usage = False
         self.stopped = False
 
-    def event(self, name: str | None, data: str) -> Delta | None:
+    def event(self, name: str | None, data: str) -> list[Delta]:
         try:
             raw = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
@@ -144,7 +153,8 @@ class StreamReader:
                                        f"{data[:80]!r}", target=self.target) from exc
         kind = raw.get("type", name) if isinstance(raw, dict) else name
         handler = getattr(self, f"_on_{kind}", None)
-        return handler(raw) if handler else None
+        delta = handler(raw) if handler else None  # ping and unknown kinds: nothing
+        return [delta] if delta is not None else []
 
     def _on_error(self, raw: dict[str, Any]) -> Delta | None:
         error = raw.get("error") or {}
@@ -155,16 +165,22 @@ class StreamReader:
 
     def _on_message_start(self, raw: dict[str, Any]) -> Delta | None:
         usage = (raw.get("message") or {}).get("usage") or {}
-        self.usage.prompt_tokens = int(usage.get("input_tokens") or 0)
-        self.saw_usage = bool(usage)
+        if usage:
+            self.usage.prompt_tokens = input_tokens(usage)
+            self.usage.completion_tokens = int(usage.get("output_tokens") or 0)
+            self.saw_usage = True
         return None
 
     def _on_content_block_start(self, raw: dict[str, Any]) -> Delta | None:
         block = raw.get("content_block") or {}
         if block.get("type") == "tool_use":
-            index = self.tool_index.setdefault(raw.get("index", 0), len(self.tool_index))
-            return Delta(tool_calls=[ToolCallDelta(index=index, id=block.get("id"),
-                                                   name=block.get("name"))])
+            index = self._tool(raw)
+            given = block.get("input")
+            arguments = orjson.dumps(given).decode() if given else ""
+            self.tool_has_json[index] = bool(arguments)
+            return Delta(tool_calls=[ToolCallDelta(
+                index=index, id=block.get("id"), name=block.get("name"),
+                arguments=arguments)])
         if block.get("type") == "text" and block.get("text"):
             return Delta(text=block["text"])
         return None
@@ -173,25 +189,43 @@ class StreamReader:
         delta = raw.get("delta") or {}
         if delta.get("type") == "text_delta":
             return Delta(text=delta.get("text", ""))
-        if delta.get("type") == "input_json_delta":
-            index = self.tool_index.setdefault(raw.get("index", 0), len(self.tool_index))
+        if delta.get("type") == "input_json_delta" and delta.get("partial_json"):
+            index = self._tool(raw)
+            self.tool_has_json[index] = True
             return Delta(tool_calls=[ToolCallDelta(
-                index=index, arguments=delta.get("partial_json", ""))])
-        return None
+                index=index, arguments=delta["partial_json"])])
+        return None  # thinking, signature and citation deltas carry no answer text
+
+    def _on_content_block_stop(self, raw: dict[str, Any]) -> Delta | None:
+        index = self.tool_index.get(raw.get("index", 0))
+        if index is None or self.tool_has_json.get(index):
+            return None
+        self.tool_has_json[index] = True
+        return Delta(tool_calls=[ToolCallDelta(index=index, arguments="{}")])
+
+    def _tool(self, raw: dict[str, Any]) -> int:
+        return self.tool_index.setdefault(raw.get("index", 0), len(self.tool_index))
 
     def _on_message_delta(self, raw: dict[str, Any]) -> Delta | None:
         usage = raw.get("usage") or {}
         if "output_tokens" in usage:
             self.usage.completion_tokens = int(usage["output_tokens"] or 0)
             self.saw_usage = True
-        if usage.get("input_tokens"):
-            self.usage.prompt_tokens = int(usage["input_tokens"])
+        if usage.get("input_tokens") is not None:
+            # Counts on message_delta are running totals: they replace, not add.
+            self.usage.prompt_tokens = input_tokens(usage)
         stop = (raw.get("delta") or {}).get("stop_reason")
         return Delta(finish_reason=STOP_TO_FINISH.get(stop or "", "stop"))
 
     def _on_message_stop(self, raw: dict[str, Any]) -> Delta | None:
         self.stopped = True
         return None
+
+
+def input_tokens(usage: dict[str, Any]) -> int:
+    """All prompt tokens: Anthropic counts cache reads and writes apart."""
+    return sum(int(usage.get(key) or 0) for key in (
+        "input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
 
 
 # ---- ingress: POST /v1/messages ----
@@ -230,10 +264,11 @@ def parse_request(body: Any) -> Ingress:
     request = ChatRequest(
         messages=messages, max_tokens=max_tokens,
         temperature=_opt_number(body, "temperature"), top_p=_opt_number(body, "top_p"),
-        stop=body.get("stop_sequences") or None,
+        stop=_stop_sequences(body.get("stop_sequences")),
         tools=_parse_tools(body.get("tools")),
         tool_choice=_openai_tool_choice(body.get("tool_choice")),
     )
+    check_tool_choice(request)
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise _bad("'stream' must be true or false.", "stream")
@@ -280,6 +315,14 @@ def _parse_turn(turn: Any, i: int) -> list[Message]:
         messages.append(Message(role=role, content="".join(text) or None,
                                 tool_calls=calls or None))
     return messages
+
+
+def _stop_sequences(raw: Any) -> list[str] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not all(isinstance(s, str) for s in raw):
+        raise _bad("'stop_sequences' must be a list of strings.", "stop_sequences")
+    return raw or None
 
 
 def _parse_tools(raw: Any) -> list[Tool] | None:
@@ -349,7 +392,16 @@ def error_body(status: int, message: str) -> dict[str, Any]:
 
 
 class StreamWriter:
-    """``Delta`` pieces in, the exact Anthropic event sequence out (as SSE bytes)."""
+    """``Delta`` pieces in, the exact Anthropic event sequence out (as SSE bytes):
+    message_start, then per block content_block_start, its deltas and
+    content_block_stop, then message_delta (stop_reason and usage), message_stop.
+
+    Blocks never overlap: a new block closes the open one. A tool_use block
+    starts only once its name is known (its argument pieces wait until then).
+    Calls are expected one after another, as every known upstream sends them; a
+    late piece for a call whose block already closed is still sent, with that
+    block's index, so index-keyed clients (the official SDK) keep it.
+    """
 
     def __init__(self, route: str, request_id: str, prompt_tokens: int = 0) -> None:
         self.route = route
@@ -357,6 +409,8 @@ class StreamWriter:
         self.prompt_tokens = prompt_tokens
         self.open_block: tuple[str, int] | None = None  # (kind, tool index)
         self.blocks = 0
+        self.tool_blocks: dict[int, int] = {}  # tool index -> block index
+        self.waiting: dict[int, ToolCallDelta] = {}  # calls with no name yet
 
     def start(self) -> bytes:
         message = {"id": self.request_id, "type": "message", "role": "assistant",
@@ -369,18 +423,39 @@ class StreamWriter:
         out = []
         if delta.text:
             out.append(self._ensure("text", -1, {"type": "text", "text": ""}))
-            out.append(_event("content_block_delta", {
-                "type": "content_block_delta", "index": self.blocks - 1,
-                "delta": {"type": "text_delta", "text": delta.text}}))
+            out.append(self._block_delta(self.blocks - 1,
+                                         {"type": "text_delta", "text": delta.text}))
         for call in delta.tool_calls or ():
-            out.append(self._ensure("tool", call.index, {
-                "type": "tool_use", "id": call.id or f"toolu_{uuid.uuid4().hex[:20]}",
-                "name": call.name or "", "input": {}}))
-            if call.arguments:
-                out.append(_event("content_block_delta", {
-                    "type": "content_block_delta", "index": self.blocks - 1,
-                    "delta": {"type": "input_json_delta", "partial_json": call.arguments}}))
+            out.append(self._tool_piece(call))
         return b"".join(out)
+
+    def _tool_piece(self, call: ToolCallDelta) -> bytes:
+        if call.index in self.tool_blocks:
+            return self._arguments(self.tool_blocks[call.index], call.arguments)
+        pending = self.waiting.setdefault(call.index, ToolCallDelta(index=call.index))
+        pending.id = pending.id or call.id
+        pending.name = pending.name or call.name
+        pending.arguments += call.arguments
+        if not pending.name:
+            return b""
+        return self._open_tool(self.waiting.pop(call.index))
+
+    def _open_tool(self, call: ToolCallDelta) -> bytes:
+        out = self._ensure("tool", call.index, {
+            "type": "tool_use", "id": call.id or f"toolu_{uuid.uuid4().hex[:20]}",
+            "name": call.name or "", "input": {}})
+        self.tool_blocks[call.index] = self.blocks - 1
+        return out + self._arguments(self.blocks - 1, call.arguments)
+
+    def _arguments(self, block: int, partial_json: str) -> bytes:
+        if not partial_json:
+            return b""
+        return self._block_delta(block, {"type": "input_json_delta",
+                                         "partial_json": partial_json})
+
+    def _block_delta(self, block: int, delta: dict[str, Any]) -> bytes:
+        return _event("content_block_delta", {"type": "content_block_delta",
+                                              "index": block, "delta": delta})
 
     def _ensure(self, kind: str, tool: int, block: dict[str, Any]) -> bytes:
         if self.open_block == (kind, tool):
@@ -400,7 +475,7 @@ class StreamWriter:
                                              "index": self.blocks - 1})
 
     def finish(self, finish_reason: str, usage: Usage) -> bytes:
-        out = b""
+        out = b"".join(self._open_tool(call) for call in self._drain_waiting())
         if self.blocks == 0:
             out += self._ensure("text", -1, {"type": "text", "text": ""})
         out += self._close()
@@ -411,8 +486,13 @@ class StreamWriter:
             "usage": _usage_body(usage)})
         return out + _event("message_stop", {"type": "message_stop"})
 
-    def error(self, status: int, message: str) -> bytes:
-        return _event("error", error_body(status, message))
+    def _drain_waiting(self) -> list[ToolCallDelta]:
+        calls = [self.waiting[i] for i in sorted(self.waiting)]
+        self.waiting.clear()
+        return calls
+
+    def error(self, error: UnwalledError) -> bytes:
+        return _event("error", error_body(error.status, error.message))
 
 
 def _event(name: str, data: dict[str, Any]) -> bytes:

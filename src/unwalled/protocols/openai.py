@@ -11,10 +11,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from unwalled.backends.base import (
     ChatRequest, ChatResponse, Delta, Message, Tool, ToolCall, ToolCallDelta, Usage,
 )
-from unwalled.errors import BackendProtocolError, RequestError
+from unwalled.errors import BackendProtocolError, RequestError, UnwalledError
+from unwalled.protocols.common import check_tool_choice
+from unwalled.protocols.sse import encode
 
 ROLES = {"system", "developer", "user", "assistant", "tool"}
 
@@ -55,6 +59,7 @@ def parse_request(body: Any) -> Ingress:
         logprobs=bool(body.get("logprobs")),
     )
     _response_format(body.get("response_format"), request)
+    check_tool_choice(request)
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise _bad("'stream' must be true or false.", "stream")
@@ -248,7 +253,7 @@ def parse_chunk(raw: Any) -> Delta:
     choice = choices[0]
     piece = choice.get("delta") or {}
     delta.text = piece.get("content") or ""
-    delta.finish_reason = choice.get("finish_reason")
+    delta.finish_reason = _finish(choice.get("finish_reason"))
     if piece.get("tool_calls"):
         delta.tool_calls = [
             ToolCallDelta(index=c.get("index", i), id=c.get("id"),
@@ -256,6 +261,36 @@ def parse_chunk(raw: Any) -> Delta:
                           arguments=(c.get("function") or {}).get("arguments") or "")
             for i, c in enumerate(piece["tool_calls"])]
     return delta
+
+
+def _finish(reason: str | None) -> str | None:
+    # The legacy name some servers still send for a tool call.
+    return "tool_calls" if reason == "function_call" else reason
+
+
+class ToolCallTracker:
+    """Sends each streamed call's id and name once, with its first piece.
+
+    Some servers (llama-cpp-python's among them) repeat the id and the whole
+    name in every chunk; clients that join pieces by concatenation would then
+    read ``lookuplookup``. Pieces keep their index; only repeats are dropped.
+    """
+
+    def __init__(self) -> None:
+        self._named: set[int] = set()
+        self._identified: set[int] = set()
+
+    def clean(self, calls: list[ToolCallDelta]) -> list[ToolCallDelta]:
+        for call in calls:
+            if call.index in self._identified:
+                call.id = None
+            elif call.id:
+                self._identified.add(call.index)
+            if call.index in self._named:
+                call.name = None
+            elif call.name:
+                self._named.add(call.index)
+        return calls
 
 
 # ---- ingress answers: to the application ----
@@ -313,3 +348,46 @@ def usage_chunk_body(usage: Usage, route: str, request_id: str,
                      created: int) -> dict[str, Any]:
     return {"id": request_id, "object": "chat.completion.chunk", "created": created,
             "model": route, "choices": [], "usage": usage_body(usage)}
+
+
+class StreamWriter:
+    """``Delta`` pieces in, chat.completion.chunk frames out (as SSE bytes).
+
+    The first chunk carries the role; tool-call pieces keep their index; the
+    finish_reason comes in its own last chunk, then the usage chunk when the
+    client asked for it (``stream_options.include_usage``), then ``[DONE]``.
+    """
+
+    def __init__(self, route: str, request_id: str, include_usage: bool) -> None:
+        self.route = route
+        self.request_id = request_id
+        self.include_usage = include_usage
+        self.created = int(time.time())
+        self.first = True
+
+    def start(self) -> bytes:
+        return b""
+
+    def delta(self, delta: Delta) -> bytes:
+        if not (delta.text or delta.tool_calls):
+            return b""
+        return self._chunk(Delta(text=delta.text, tool_calls=delta.tool_calls))
+
+    def finish(self, finish_reason: str, usage: Usage) -> bytes:
+        out = self._chunk(Delta(finish_reason=finish_reason))
+        if self.include_usage:
+            out += _frame(usage_chunk_body(usage, self.route, self.request_id,
+                                           self.created))
+        return out + b"data: [DONE]\n\n"
+
+    def error(self, error: UnwalledError) -> bytes:
+        return _frame(error.to_openai())
+
+    def _chunk(self, delta: Delta) -> bytes:
+        body = chunk_body(delta, self.route, self.request_id, self.created, self.first)
+        self.first = False
+        return _frame(body)
+
+
+def _frame(body: dict[str, Any]) -> bytes:
+    return encode(orjson.dumps(body))

@@ -1,0 +1,141 @@
+"""Tool calling for models that have no tool-calling template.
+
+The embedded model was never trained to call tools, so the local backend makes
+tool use a matter of decoding: the tools are described in the system prompt, and
+the answer is constrained (by a grammar built from a JSON Schema) to exactly one
+of two shapes::
+
+    {"answer": "plain text for the user"}
+    {"tool": "<one of the allowed names>", "arguments": {...that tool's schema...}}
+
+``tool_choice`` narrows the shapes: ``"required"`` drops the answer, a named
+function keeps only that tool, ``"none"`` turns the whole mechanism off. The
+decoded JSON is parsed back into text or a ``ToolCall`` with a fresh id; the
+name is checked against the allowed list again, because a grammar never
+replaces validation.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import orjson
+
+from unwalled.backends.base import ChatRequest, Message, ToolCall
+
+ANSWER_KEY, TOOL_KEY, ARGUMENTS_KEY = "answer", "tool", "arguments"
+
+
+def uses_tools(request: ChatRequest) -> bool:
+    """True when the model may call a tool on this request."""
+    return bool(request.tools) and request.tool_choice != "none"
+
+
+def allowed_tools(request: ChatRequest) -> list[Any]:
+    """The tools ``tool_choice`` leaves open, in the order the caller gave."""
+    tools = request.tools or []
+    named = _named_choice(request.tool_choice)
+    if named is None:
+        return list(tools)
+    return [tool for tool in tools if tool.name == named]
+
+
+def may_answer_in_text(request: ChatRequest) -> bool:
+    return request.tool_choice in (None, "auto")
+
+
+def decoding_schema(request: ChatRequest) -> dict[str, Any]:
+    """The JSON Schema every answer must match: a text answer or one allowed call."""
+    shapes = [_call_shape(tool) for tool in allowed_tools(request)]
+    if may_answer_in_text(request):
+        shapes.insert(0, {"type": "object", "additionalProperties": False,
+                          "properties": {ANSWER_KEY: {"type": "string"}},
+                          "required": [ANSWER_KEY]})
+    return shapes[0] if len(shapes) == 1 else {"oneOf": shapes}
+
+
+def _call_shape(tool: Any) -> dict[str, Any]:
+    parameters = tool.parameters or {"type": "object"}
+    return {"type": "object", "additionalProperties": False,
+            "properties": {TOOL_KEY: {"const": tool.name}, ARGUMENTS_KEY: parameters},
+            "required": [TOOL_KEY, ARGUMENTS_KEY]}
+
+
+def instructions(request: ChatRequest) -> str:
+    """The system-prompt text that tells the model which tools exist and how to reply."""
+    lines = ["You can call these tools:"]
+    for tool in allowed_tools(request):
+        schema = orjson.dumps(tool.parameters or {"type": "object"}).decode()
+        about = f": {tool.description}" if tool.description else ""
+        lines.append(f"- {tool.name}{about} Arguments (JSON Schema): {schema}")
+    call = f'{{"{TOOL_KEY}": NAME, "{ARGUMENTS_KEY}": {{...}}}}'
+    if may_answer_in_text(request):
+        lines.append(f"Reply with JSON only: {call} to call a tool, or "
+                     f'{{"{ANSWER_KEY}": "..."}} to answer directly.')
+    else:
+        lines.append(f"Reply with JSON only: {call}.")
+    return "\n".join(lines)
+
+
+def prepare(request: ChatRequest) -> ChatRequest:
+    """The request as the model sees it: tools in the system prompt, output
+    constrained by ``decoding_schema``, earlier calls shown in the reply shape."""
+    messages = [_as_reply_shape(m) for m in request.messages]
+    system = instructions(request)
+    if messages and messages[0].role == "system":
+        first = messages[0]
+        messages[0] = Message(role="system", content=f"{first.content or ''}\n\n{system}")
+    else:
+        messages.insert(0, Message(role="system", content=system))
+    return request.replace(messages=messages, tools=None, tool_choice=None,
+                           json_schema=decoding_schema(request), json_mode=False)
+
+
+def _as_reply_shape(message: Message) -> Message:
+    """An earlier assistant call, written the way the model is asked to write one."""
+    if message.role != "assistant" or not message.tool_calls:
+        return message
+    calls = [orjson.dumps({TOOL_KEY: c.name, ARGUMENTS_KEY: _loads_or_text(c.arguments)})
+             .decode() for c in message.tool_calls]
+    content = "\n".join(([message.content] if message.content else []) + calls)
+    return Message(role="assistant", content=content)
+
+
+def parse_answer(text: str, request: ChatRequest) -> tuple[str, list[ToolCall] | None]:
+    """Decoded JSON back into (text, tool calls). Output that is not a whole
+    answer (cut short by ``max_tokens``) is returned as text, unchanged."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text, None
+    if not isinstance(value, dict):
+        return text, None
+    allowed = {tool.name for tool in allowed_tools(request)}
+    name, arguments = value.get(TOOL_KEY), value.get(ARGUMENTS_KEY)
+    if name in allowed and isinstance(arguments, dict):
+        call = ToolCall(id=new_call_id(), name=name,
+                        arguments=orjson.dumps(arguments).decode())
+        return "", [call]
+    if isinstance(value.get(ANSWER_KEY), str):
+        return value[ANSWER_KEY], None
+    return text, None
+
+
+def new_call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
+def _named_choice(choice: Any) -> str | None:
+    if isinstance(choice, dict):
+        function = choice.get("function")
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            return function["name"]
+    return None
+
+
+def _loads_or_text(arguments: str) -> Any:
+    try:
+        return orjson.loads(arguments or "{}")
+    except orjson.JSONDecodeError:
+        return arguments

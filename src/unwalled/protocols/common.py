@@ -1,0 +1,27 @@
+"""Checks both ingresses apply once a request is in the internal type."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from unwalled.backends.base import ChatRequest
+from unwalled.errors import RequestError
+
+TOOL_CHOICE_WORDS = ("auto", "none", "required")
+
+
+def check_tool_choice(request: ChatRequest, param: str = "tool_choice") -> None:
+    """``tool_choice`` (OpenAI vocabulary inside) must name a tool that exists."""
+    choice: Any = request.tool_choice
+    if choice is None or choice in TOOL_CHOICE_WORDS:
+        return
+    name = (choice.get("function") or {}).get("name") if isinstance(choice, dict) \
+        else None
+    if not isinstance(name, str):
+        raise RequestError(f"'{param}' must be one of {', '.join(TOOL_CHOICE_WORDS)} "
+                           "or name a function.", param=param)
+    known = [tool.name for tool in request.tools or ()]
+    if name not in known:
+        raise RequestError(f"'{param}' names the tool {name!r}, which is not in "
+                           f"'tools' ({', '.join(known) or 'none given'}). Name one "
+                           "of the tools you send.", param=param)
