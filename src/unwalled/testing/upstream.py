@@ -17,8 +17,10 @@ step's keys: ``text``, ``tool_calls``, ``status`` (+ ``retry_after``,
 ``message``), ``delay`` (seconds before answering), ``chunk_delay`` (seconds
 between streamed pieces), ``malformed`` (invalid JSON), ``truncate`` (stream
 cut before its end), ``reset`` (connection dropped), ``omit_usage``,
-``keepalive`` (SSE comments and blank keep-alives between events), ``usage``
-(``{prompt_tokens, completion_tokens}``).
+``keepalive`` (SSE comments and blank keep-alives between events),
+``finish`` (finish_reason or stop_reason, in the wire's own words),
+``write_size`` (stream bytes written in pieces of this size, whatever the event
+boundaries), ``usage`` (``{prompt_tokens, completion_tokens}``).
 
 Run one from a shell: ``python -m unwalled.testing.upstream --port 9000 --text hi``.
 """
@@ -151,7 +153,7 @@ class ScriptedUpstream:
             "id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion",
             "created": 0, "model": model,
             "choices": [{"index": 0, "message": message,
-                         "finish_reason": "tool_calls" if calls else "stop"}]}
+                         "finish_reason": _finish(step, calls, "tool_calls", "stop")}]}
         if not step.get("omit_usage"):
             answer["usage"] = {**usage, "total_tokens": sum(usage.values())}
         return web.Response(body=orjson.dumps(answer), content_type="application/json")
@@ -178,7 +180,7 @@ class ScriptedUpstream:
             for piece in _pieces(call["arguments"], 7):
                 frames.append(chunk({"tool_calls": [{"index": i, "function": {
                     "arguments": piece}}]}))
-        frames.append(chunk({}, "tool_calls" if calls else "stop"))
+        frames.append(chunk({}, _finish(step, calls, "tool_calls", "stop")))
         if not step.get("omit_usage"):
             frames.append(_frame({**base, "choices": [], "usage": {
                 **usage, "total_tokens": sum(usage.values())}}))
@@ -199,7 +201,7 @@ class ScriptedUpstream:
         calls = _calls(step, prefix="toolu_")
         usage = _usage(step, body)
         text = step.get("text", "")
-        stop = "tool_use" if calls else "end_turn"
+        stop = _finish(step, calls, "tool_use", "end_turn")
         if body.get("stream"):
             return await self._anthropic_stream(request, step, model, text, calls,
                                                 usage, stop)
@@ -266,9 +268,14 @@ class ScriptedUpstream:
             frames = frames[: max(1, len(frames) // 2)]
             frames[-1] = frames[-1][: len(frames[-1]) // 2]
         delay = float(step.get("chunk_delay", 0))
+        if step.get("keepalive"):
+            frames = [b": keep-alive\n\n" + frame + b"\n" for frame in frames]
+        if step.get("write_size"):
+            # Writes that ignore event boundaries: events split across reads,
+            # or several in one read when the size is large.
+            body, size = b"".join(frames), int(step["write_size"])
+            frames = [body[i:i + size] for i in range(0, len(body), size)]
         for frame in frames:
-            if step.get("keepalive"):
-                frame = b": keep-alive\n\n" + frame + b"\n"
             await response.write(frame)
             if delay:
                 await asyncio.sleep(delay)
@@ -297,6 +304,11 @@ def _calls(step: Step, prefix: str = "call_") -> list[dict[str, Any]]:
         calls.append({"id": call.get("id", f"{prefix}{i}"), "name": call["name"],
                       "arguments": arguments})
     return calls
+
+
+def _finish(step: Step, calls: list[dict[str, Any]], tool: str, plain: str) -> str:
+    """The step's ``finish`` (in the wire's own words), else what the answer implies."""
+    return str(step.get("finish") or (tool if calls else plain))
 
 
 def _usage(step: Step, body: dict[str, Any]) -> dict[str, int]:
