@@ -45,6 +45,11 @@ def gpt(server: GatewayServer) -> openai.OpenAI:
     return openai.OpenAI(base_url=server.base_url + "/v1", api_key="x", max_retries=0)
 
 
+def call_pieces(chunks: list) -> list:
+    """Every streamed tool-call piece, in order."""
+    return [p for c in chunks if c.choices for p in c.choices[0].delta.tool_calls or []]
+
+
 def last_row(server: GatewayServer) -> dict:
     assert server.runtime.ledger.flush()
     return server.runtime.ledger.tail(1)[0]
@@ -129,7 +134,8 @@ def test_anthropic_tool_result_goes_back_to_the_embedded_model(embedded_gateway)
             {"role": "assistant", "content": [{"type": "tool_use", "id": "call_1",
                                                "name": "get_weather",
                                                "input": {"city": "Paris"}}]},
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_1",
+            {"role": "user", "content": [{"type": "tool_result",
+                                          "tool_use_id": "call_1",
                                           "content": "Sunny, 24 C"}]}])
     assert [b.type for b in message.content] == ["text"]  # tools were switched off
     assert message.content[0].text.strip()
@@ -143,7 +149,7 @@ def test_openai_streamed_tool_call_from_the_embedded_model(embedded_gateway):
         model="default", max_tokens=40, temperature=0, tools=TOOLS_OPENAI,
         tool_choice="required", stream=True, stream_options={"include_usage": True},
         messages=ASK))
-    pieces = [p for c in chunks if c.choices for p in c.choices[0].delta.tool_calls or []]
+    pieces = call_pieces(chunks)
     assert {p.index for p in pieces} == {0}
     assert pieces[0].id.startswith("call_") and pieces[0].function.name in ALLOWED
     assert all(p.function.name is None for p in pieces[1:])
@@ -190,7 +196,8 @@ def test_anthropic_stream_of_text_through_llama_server(llama_gateway):
     assert final.usage.output_tokens > 0 and final.usage.input_tokens > 0
     row = last_row(llama_gateway)
     assert row["target"] == "llama/smollm2"
-    assert bool(row["usage_estimated"]) == ("estimated" in (final.usage.model_extra or {}))
+    marked = "estimated" in (final.usage.model_extra or {})
+    assert bool(row["usage_estimated"]) == marked
 
 
 def test_anthropic_tool_use_through_llama_server(llama_gateway):

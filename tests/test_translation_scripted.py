@@ -36,7 +36,8 @@ TEXT_AND_TWO_CALLS = {
                    {"name": "weather", "arguments": {"city": "Zürich"}}],
     "usage": {"prompt_tokens": 31, "completion_tokens": 17},
 }
-EXPECTED_CALLS = [("lookup", {"q": "alpha beta gamma"}), ("weather", {"city": "Zürich"})]
+EXPECTED_CALLS = [("lookup", {"q": "alpha beta gamma"}),
+                  ("weather", {"city": "Zürich"})]
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +63,11 @@ def claude(server: GatewayServer) -> anthropic.Anthropic:
 
 def gpt(server: GatewayServer) -> openai.OpenAI:
     return openai.OpenAI(base_url=server.base_url + "/v1", api_key="x", max_retries=0)
+
+
+def call_pieces(chunks: list) -> list:
+    """Every streamed tool-call piece, in order."""
+    return [p for c in chunks if c.choices for p in c.choices[0].delta.tool_calls or []]
 
 
 def last_row(server: GatewayServer) -> dict:
@@ -108,7 +114,8 @@ def test_anthropic_stream_from_openai_upstream_has_the_exact_event_sequence(gate
     arguments = {i: "".join(e.delta.partial_json for e in events
                             if e.type == "content_block_delta" and e.index == i)
                  for i in (1, 2)}
-    assert [orjson.loads(arguments[i]) for i in (1, 2)] == [c[1] for c in EXPECTED_CALLS]
+    assert [orjson.loads(arguments[i]) for i in (1, 2)] == \
+        [c[1] for c in EXPECTED_CALLS]
     assert events[0].message.usage.output_tokens == 0
     final = events[-2]
     assert final.delta.stop_reason == "tool_use"
@@ -148,7 +155,8 @@ def test_anthropic_message_from_openai_upstream_keeps_text_and_calls(gateway):
     message = claude(server).messages.create(
         model="oa", max_tokens=100, tools=TOOLS_ANTHROPIC,
         tool_choice={"type": "tool", "name": "weather"},
-        system=[{"type": "text", "text": "Part one."}, {"type": "text", "text": "Two."}],
+        system=[{"type": "text", "text": "Part one."},
+                {"type": "text", "text": "Two."}],
         messages=[{"role": "user", "content": "weather?"}])
     assert [b.type for b in message.content] == ["text", "tool_use", "tool_use"]
     assert message.content[0].text == TEXT_AND_TWO_CALLS["text"]
@@ -178,7 +186,8 @@ def test_tool_results_round_trip_from_anthropic_blocks_to_tool_messages(gateway)
                 {"type": "tool_result", "tool_use_id": "toolu_2",
                  "content": [{"type": "text", "text": "rain"}]},
                 {"type": "text", "text": "Summarise."}]}])
-    assert message.content[0].text == "It is sunny." and message.stop_reason == "end_turn"
+    assert message.content[0].text == "It is sunny."
+    assert message.stop_reason == "end_turn"
     sent = oa.requests[-1]["messages"]
     assert sent[1] == {"role": "assistant", "content": "Checking.", "tool_calls": [
         {"id": "toolu_1", "type": "function",
@@ -205,7 +214,7 @@ def test_openai_stream_from_anthropic_upstream_carries_indexes_names_and_usage(g
     assert chunks[0].choices[0].delta.role == "assistant"
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == TEXT_AND_TWO_CALLS["text"]
-    pieces = [p for c in chunks if c.choices for p in c.choices[0].delta.tool_calls or []]
+    pieces = call_pieces(chunks)
     assert all(p.index in (0, 1) for p in pieces)
     firsts = {}
     for piece in pieces:
@@ -221,7 +230,8 @@ def test_openai_stream_from_anthropic_upstream_carries_indexes_names_and_usage(g
     finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
     assert finishes[-1] == "tool_calls" and set(finishes[:-1]) == {None}
     assert chunks[-1].choices == []
-    assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (31, 17)
+    usage = chunks[-1].usage
+    assert (usage.prompt_tokens, usage.completion_tokens) == (31, 17)
 
     sent = an.requests[-1]
     assert sent["system"] == "Be brief."
@@ -391,7 +401,7 @@ def test_sse_quirks_change_nothing_the_client_sees(gateway, quirk):
         model="an", tools=TOOLS_OPENAI, stream=True,
         stream_options={"include_usage": True},
         messages=[{"role": "user", "content": "x"}]))
-    pieces = [p for c in chunks if c.choices for p in c.choices[0].delta.tool_calls or []]
+    pieces = call_pieces(chunks)
     arguments = ["".join(p.function.arguments or "" for p in pieces if p.index == i)
                  for i in (0, 1)]
     assert [orjson.loads(a) for a in arguments] == [c[1] for c in EXPECTED_CALLS]

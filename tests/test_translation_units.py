@@ -74,7 +74,8 @@ def test_tracker_drops_repeated_ids_and_names_but_keeps_every_argument_piece():
 
 def anthropic_events(*events: dict) -> list[Delta]:
     reader = anthropic_wire.StreamReader("an/m")
-    return [d for e in events for d in reader.event(e["type"], orjson.dumps(e).decode())]
+    return [delta for event in events
+            for delta in reader.event(event["type"], orjson.dumps(event).decode())]
 
 
 def test_reader_gives_a_call_without_input_deltas_whole_json():
@@ -82,7 +83,8 @@ def test_reader_gives_a_call_without_input_deltas_whole_json():
         {"type": "message_start", "message": {"usage": {
             "input_tokens": 5, "cache_read_input_tokens": 100, "output_tokens": 1}}},
         {"type": "content_block_start", "index": 0,
-         "content_block": {"type": "tool_use", "id": "t1", "name": "clock", "input": {}}},
+         "content_block": {"type": "tool_use", "id": "t1", "name": "clock",
+                           "input": {}}},
         {"type": "content_block_stop", "index": 0},
         {"type": "content_block_start", "index": 1, "content_block": {
             "type": "tool_use", "id": "t2", "name": "weather",
@@ -155,14 +157,16 @@ def test_prepare_puts_tools_in_the_system_prompt_and_drops_them_from_the_request
         ToolCall("c1", "clock", "{}")]))
     prepared = tool_grammar.prepare(request)
     system = prepared.messages[0].content
-    assert system.startswith("Be kind.\n\n") and "weather: Weather for a city." in system
+    assert system.startswith("Be kind.\n\n")
+    assert "weather: Weather for a city." in system
     assert prepared.tools is None and prepared.json_schema is not None
     assert prepared.messages[2].content == '{"tool":"clock","arguments":{}}'
 
 
 def test_parse_answer_gives_text_or_a_call_with_a_fresh_id():
     request = tool_request()
-    assert tool_grammar.parse_answer('{"answer": "Hello."}', request) == ("Hello.", None)
+    answer = tool_grammar.parse_answer('{"answer": "Hello."}', request)
+    assert answer == ("Hello.", None)
     text, calls = tool_grammar.parse_answer(
         '{"tool": "weather", "arguments": {"city": "Bern"}}', request)
     assert text == "" and calls[0].name == "weather"

@@ -63,7 +63,7 @@ def _call_shape(tool: Any) -> dict[str, Any]:
 
 
 def instructions(request: ChatRequest) -> str:
-    """The system-prompt text that tells the model which tools exist and how to reply."""
+    """System-prompt text: which tools exist and how to reply."""
     lines = ["You can call these tools:"]
     for tool in allowed_tools(request):
         schema = orjson.dumps(tool.parameters or {"type": "object"}).decode()
@@ -85,7 +85,8 @@ def prepare(request: ChatRequest) -> ChatRequest:
     system = instructions(request)
     if messages and messages[0].role == "system":
         first = messages[0]
-        messages[0] = Message(role="system", content=f"{first.content or ''}\n\n{system}")
+        content = f"{first.content or ''}\n\n{system}"
+        messages[0] = Message(role="system", content=content)
     else:
         messages.insert(0, Message(role="system", content=system))
     return request.replace(messages=messages, tools=None, tool_choice=None,
@@ -96,8 +97,9 @@ def _as_reply_shape(message: Message) -> Message:
     """An earlier assistant call, written the way the model is asked to write one."""
     if message.role != "assistant" or not message.tool_calls:
         return message
-    calls = [orjson.dumps({TOOL_KEY: c.name, ARGUMENTS_KEY: _loads_or_text(c.arguments)})
-             .decode() for c in message.tool_calls]
+    calls = [orjson.dumps({TOOL_KEY: c.name,
+                           ARGUMENTS_KEY: _loads_or_text(c.arguments)}).decode()
+             for c in message.tool_calls]
     content = "\n".join(([message.content] if message.content else []) + calls)
     return Message(role="assistant", content=content)
 

@@ -26,7 +26,8 @@ from unwalled.protocols.sse import encode
 
 STOP_TO_FINISH = {"end_turn": "stop", "max_tokens": "length", "stop_sequence": "stop",
                   "tool_use": "tool_calls", "pause_turn": "stop",
-                  "refusal": "content_filter", "model_context_window_exceeded": "length"}
+                  "refusal": "content_filter",
+                  "model_context_window_exceeded": "length"}
 FINISH_TO_STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
                   "content_filter": "refusal"}
 DEFAULT_MAX_TOKENS = 1024
