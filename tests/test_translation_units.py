@@ -46,6 +46,17 @@ def test_writer_waits_for_a_name_before_starting_a_tool_block():
     assert events[4][1]["usage"] == {"input_tokens": 3, "output_tokens": 4}
 
 
+def test_writer_keeps_a_late_piece_of_an_earlier_call_on_that_calls_block():
+    writer = anthropic_wire.StreamWriter("r", "msg_1")
+    out = writer.delta(Delta(tool_calls=[ToolCallDelta(0, "a", "clock", "{")]))
+    out += writer.delta(Delta(tool_calls=[ToolCallDelta(1, "b", "weather", "{")]))
+    out += writer.delta(Delta(tool_calls=[ToolCallDelta(0, arguments="}")]))
+    out += writer.delta(Delta(tool_calls=[ToolCallDelta(1, arguments="}")]))
+    pieces = [(e["index"], e["delta"]["partial_json"]) for name, e in events_of(out)
+              if name == "content_block_delta"]
+    assert pieces == [(0, "{"), (1, "{"), (0, "}"), (1, "}")]
+
+
 def test_writer_gives_an_empty_answer_one_empty_text_block():
     writer = anthropic_wire.StreamWriter("r", "msg_1")
     events = events_of(writer.start() + writer.finish("length", Usage(2, 0, True)))
