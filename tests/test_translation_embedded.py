@@ -9,14 +9,11 @@ schema), never wisdom.
 
 from __future__ import annotations
 
-import itertools
-
-import anthropic
-import openai
 import orjson
 import pytest
 
 from tests.conftest import GatewayServer, make_runtime
+from tests.sdk_clients import call_pieces, claude, event_shape, gpt, last_row
 
 WEATHER_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}},
                   "required": ["city"]}
@@ -37,36 +34,6 @@ GREEDY = {"temperature": 0}
 ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 
-def claude(server: GatewayServer) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=server.base_url, api_key="x", max_retries=0)
-
-
-def gpt(server: GatewayServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.base_url + "/v1", api_key="x", max_retries=0)
-
-
-def call_pieces(chunks: list) -> list:
-    """Every streamed tool-call piece, in order."""
-    return [p for c in chunks if c.choices for p in c.choices[0].delta.tool_calls or []]
-
-
-def last_row(server: GatewayServer) -> dict:
-    assert server.runtime.ledger.flush()
-    return server.runtime.ledger.tail(1)[0]
-
-
-def shape(events: list) -> list[str]:
-    names = []
-    for event in events:
-        if event.type == "content_block_start":
-            names.append(f"start:{event.content_block.type}")
-        elif event.type == "content_block_delta":
-            names.append(f"delta:{event.delta.type}")
-        else:
-            names.append(event.type)
-    return [name for name, _ in itertools.groupby(names)]
-
-
 def assert_matches_schema(name: str, arguments: dict) -> None:
     """The call's arguments have the keys and types its tool's schema requires."""
     schema = next(t["input_schema"] for t in TOOLS_ANTHROPIC if t["name"] == name)
@@ -83,7 +50,7 @@ def test_anthropic_stream_of_text_from_the_embedded_model(embedded_gateway):
         model="default", max_tokens=12, extra_body=GREEDY, stream=True,
         system="Answer in one short sentence.",
         messages=[{"role": "user", "content": "Say hello."}]))
-    assert shape(events) == ["message_start", "start:text", "delta:text_delta",
+    assert event_shape(events) == ["message_start", "start:text", "delta:text_delta",
                              "content_block_stop", "message_delta", "message_stop"]
     text = "".join(e.delta.text for e in events if e.type == "content_block_delta")
     assert text.strip()
@@ -115,7 +82,7 @@ def test_anthropic_streamed_tool_use_from_the_embedded_model(embedded_gateway):
         model="default", max_tokens=40, extra_body=GREEDY, tools=TOOLS_ANTHROPIC,
         tool_choice={"type": "tool", "name": "get_weather"}, stream=True,
         messages=ASK))
-    assert shape(events) == ["message_start", "start:tool_use",
+    assert event_shape(events) == ["message_start", "start:tool_use",
                              "delta:input_json_delta", "content_block_stop",
                              "message_delta", "message_stop"]
     assert events[1].content_block.name == "get_weather"
@@ -189,7 +156,7 @@ def test_anthropic_stream_of_text_through_llama_server(llama_gateway):
     events = list(claude(llama_gateway).messages.create(
         model="llama", max_tokens=10, extra_body=GREEDY, stream=True,
         system="Be brief.", messages=[{"role": "user", "content": "Say hello."}]))
-    assert shape(events) == ["message_start", "start:text", "delta:text_delta",
+    assert event_shape(events) == ["message_start", "start:text", "delta:text_delta",
                              "content_block_stop", "message_delta", "message_stop"]
     final = events[-2]
     assert final.delta.stop_reason in ("end_turn", "max_tokens")

@@ -10,14 +10,13 @@ streams cut short.
 
 from __future__ import annotations
 
-import itertools
-
 import anthropic
 import openai
 import orjson
 import pytest
 
 from tests.conftest import GatewayServer, make_runtime
+from tests.sdk_clients import call_pieces, claude, event_shape, gpt, last_row
 from unwalled.testing import ScriptedUpstream
 
 TOOLS_ANTHROPIC = [
@@ -55,37 +54,6 @@ def gateway(tmp_path_factory):
         with GatewayServer(runtime) as server:
             yield server, oa, an
         runtime.ledger.close()
-
-
-def claude(server: GatewayServer) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=server.base_url, api_key="x", max_retries=0)
-
-
-def gpt(server: GatewayServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.base_url + "/v1", api_key="x", max_retries=0)
-
-
-def call_pieces(chunks: list) -> list:
-    """Every streamed tool-call piece, in order."""
-    return [p for c in chunks if c.choices for p in c.choices[0].delta.tool_calls or []]
-
-
-def last_row(server: GatewayServer) -> dict:
-    assert server.runtime.ledger.flush()
-    return server.runtime.ledger.tail(1)[0]
-
-
-def event_shape(events: list) -> list[str]:
-    """Event types with runs of deltas folded, block kinds and delta kinds shown."""
-    names = []
-    for event in events:
-        if event.type == "content_block_start":
-            names.append(f"start:{event.content_block.type}")
-        elif event.type == "content_block_delta":
-            names.append(f"delta:{event.delta.type}")
-        else:
-            names.append(event.type)
-    return [name for name, _ in itertools.groupby(names)]
 
 
 # ---- Anthropic ingress -> OpenAI-format upstream ----
