@@ -95,7 +95,7 @@ def test_anthropic_streamed_tool_use_from_the_embedded_model(embedded_gateway):
 
 def test_anthropic_tool_result_goes_back_to_the_embedded_model(embedded_gateway):
     message = claude(embedded_gateway).messages.create(
-        model="default", max_tokens=24, extra_body=GREEDY, tools=TOOLS_ANTHROPIC,
+        model="default", max_tokens=8, extra_body=GREEDY, tools=TOOLS_ANTHROPIC,
         tool_choice={"type": "none"}, messages=[
             *ASK,
             {"role": "assistant", "content": [{"type": "tool_use", "id": "call_1",

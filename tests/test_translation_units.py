@@ -83,6 +83,22 @@ def test_tracker_drops_repeated_ids_and_names_but_keeps_every_argument_piece():
         ("weather", {"city": "Bern"}), ("clock", {})]
 
 
+def test_tracker_numbers_calls_that_came_without_an_index():
+    tracker = openai_wire.ToolCallTracker()
+    chunks = [{"choices": [{"delta": {"tool_calls": [piece]}}]} for piece in (
+        {"id": "a", "function": {"name": "clock", "arguments": "{"}},
+        {"function": {"arguments": "}"}},
+        {"id": "b", "function": {"name": "weather", "arguments": '{"city"'}},
+        {"id": "b", "function": {"arguments": ': "Bern"}'}})]
+    deltas = [openai_wire.parse_chunk(chunk) for chunk in chunks]
+    for delta in deltas:
+        delta.tool_calls = tracker.clean(delta.tool_calls)
+    assert [c.index for d in deltas for c in d.tool_calls] == [0, 0, 1, 1]
+    whole = collect(deltas, "m").tool_calls
+    assert [(c.id, c.name, orjson.loads(c.arguments)) for c in whole] == [
+        ("a", "clock", {}), ("b", "weather", {"city": "Bern"})]
+
+
 def anthropic_events(*events: dict) -> list[Delta]:
     reader = anthropic_wire.StreamReader("an/m")
     return [delta for event in events

@@ -21,6 +21,8 @@ from unwalled.protocols.common import check_tool_choice
 from unwalled.protocols.sse import encode
 
 ROLES = {"system", "developer", "user", "assistant", "tool"}
+NO_INDEX = -1
+"""A streamed tool-call piece that came without its index (``ToolCallTracker``)."""
 
 
 @dataclass(slots=True)
@@ -256,10 +258,11 @@ def parse_chunk(raw: Any) -> Delta:
     delta.finish_reason = _finish(choice.get("finish_reason"))
     if piece.get("tool_calls"):
         delta.tool_calls = [
-            ToolCallDelta(index=c.get("index", i), id=c.get("id"),
+            ToolCallDelta(index=c["index"] if isinstance(c.get("index"), int)
+                          else NO_INDEX, id=c.get("id"),
                           name=(c.get("function") or {}).get("name"),
                           arguments=(c.get("function") or {}).get("arguments") or "")
-            for i, c in enumerate(piece["tool_calls"])]
+            for c in piece["tool_calls"]]
     return delta
 
 
@@ -269,19 +272,24 @@ def _finish(reason: str | None) -> str | None:
 
 
 class ToolCallTracker:
-    """Sends each streamed call's id and name once, with its first piece.
+    """Gives every streamed call piece its index, and the call's id and name once.
 
     Some servers (llama-cpp-python's among them) repeat the id and the whole
     name in every chunk; clients that join pieces by concatenation would then
-    read ``lookuplookup``. Pieces keep their index; only repeats are dropped.
+    read ``lookuplookup``, so repeats are dropped. Some send no ``index``: a
+    piece with a new id then starts the next call, and one with neither index
+    nor id continues the call before it.
     """
 
     def __init__(self) -> None:
         self._named: set[int] = set()
         self._identified: set[int] = set()
+        self._by_id: dict[str, int] = {}
+        self._last = self._next = 0
 
     def clean(self, calls: list[ToolCallDelta]) -> list[ToolCallDelta]:
         for call in calls:
+            call.index = self._index(call)
             if call.index in self._identified:
                 call.id = None
             elif call.id:
@@ -291,6 +299,18 @@ class ToolCallTracker:
             elif call.name:
                 self._named.add(call.index)
         return calls
+
+    def _index(self, call: ToolCallDelta) -> int:
+        if call.index != NO_INDEX:
+            index = call.index  # an index, when sent, is trusted
+        elif call.id:
+            index = self._by_id.get(call.id, self._next)
+        else:
+            index = self._last
+        if call.id:
+            self._by_id.setdefault(call.id, index)
+        self._last, self._next = index, max(self._next, index + 1)
+        return index
 
 
 # ---- ingress answers: to the application ----
