@@ -205,3 +205,39 @@ def test_parse_answer_gives_text_or_a_call_with_a_fresh_id():
     named = tool_request({"type": "function", "function": {"name": "clock"}})
     wrong = '{"tool": "weather", "arguments": {}}'
     assert tool_grammar.parse_answer(wrong, named) == (wrong, None)
+
+
+def stream_answer(text: str, size: int, request: ChatRequest,
+                  finish: str = "stop") -> list[Delta]:
+    answer = tool_grammar.AnswerStream(request)
+    deltas = [delta for i in range(0, len(text), size)
+              for delta in answer.feed(text[i:i + size])]
+    return deltas + answer.finish(finish)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 1000])
+def test_answer_stream_turns_json_into_text_or_call_pieces_however_it_is_cut(size):
+    request = tool_request()
+    text = collect(stream_answer('{"answer": "Say \\"hi\\" \\u00e9\\n}"}', size,
+                                 request), "m")
+    assert (text.text, text.tool_calls, text.finish_reason) == (
+        'Say "hi" é\n}', None, "stop")
+    decoded = '{ "tool": "weather", "arguments": {"city": "B}e", "n": {"a": 1}} }'
+    deltas = stream_answer(decoded, size, request)
+    call = collect(deltas, "m")
+    assert call.finish_reason == "tool_calls" and call.text == ""
+    assert call.tool_calls[0].name == "weather"
+    assert call.tool_calls[0].arguments == '{"city": "B}e", "n": {"a": 1}}'
+    starts = [c for d in deltas for c in d.tool_calls or () if c.name]
+    assert len(starts) == 1 and starts[0].index == 0
+    assert starts[0].id.startswith("call_")
+
+
+def test_answer_stream_reports_a_cut_call_as_length_and_a_foreign_name_as_text():
+    cut = collect(stream_answer('{"tool": "clock", "arguments": {"a"', 4,
+                                tool_request(), finish="length"), "m")
+    assert (cut.tool_calls[0].arguments, cut.finish_reason) == ('{"a"', "length")
+    named = tool_request({"type": "function", "function": {"name": "clock"}})
+    foreign = '{"tool": "weather", "arguments": {}}'
+    raw = collect(stream_answer(foreign, 5, named), "m")
+    assert (raw.text, raw.tool_calls) == (foreign, None)

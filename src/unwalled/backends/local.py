@@ -21,7 +21,7 @@ from typing import Any, AsyncIterator
 
 from unwalled.backends import tool_grammar
 from unwalled.backends.base import (
-    ChatRequest, ChatResponse, Delta, Message, ToolCallDelta, Usage,
+    ChatRequest, ChatResponse, Delta, Message, Usage,
 )
 from unwalled.config import BackendConfig, LocalModel
 from unwalled.errors import BackendError, BackendProtocolError, ConfigError
@@ -136,13 +136,22 @@ class LocalBackend:
         return runner.llama.create_chat_completion(**_llama_kwargs(request))
 
     async def stream(self, request: ChatRequest, model: str) -> AsyncIterator[Delta]:
-        if tool_grammar.uses_tools(request):
-            # Whether the answer is text or a call is known only once the JSON
-            # is whole, so a tool-enabled answer is decoded first, then streamed.
-            response = await self.complete(request, model)
-            for delta in _as_deltas(response):
+        if not tool_grammar.uses_tools(request):
+            async for delta in self._stream(request, model):
                 yield delta
             return
+        # Tools by constrained decoding: the JSON is turned into text or call
+        # pieces as it is decoded (see ``tool_grammar.AnswerStream``).
+        answer = tool_grammar.AnswerStream(request)
+        async for delta in self._stream(tool_grammar.prepare(request), model):
+            pieces = answer.feed(delta.text) if delta.text else []
+            if delta.finish_reason is not None:
+                pieces += answer.finish(delta.finish_reason)
+                pieces[-1].usage = delta.usage
+            for piece in pieces:
+                yield piece
+
+    async def _stream(self, request: ChatRequest, model: str) -> AsyncIterator[Delta]:
         runner = self.runner(model)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -242,19 +251,6 @@ def _to_response(raw: dict[str, Any], request: ChatRequest, model: str,
                     completion_tokens=usage.get("completion_tokens", 0)),
         logprobs=logprobs, constrained=request.json_schema is not None,
     )
-
-
-def _as_deltas(response: ChatResponse, piece: int = 16) -> list[Delta]:
-    """A finished answer as stream pieces: text, then each call with its index."""
-    deltas = [Delta(text=response.text)] if response.text else []
-    for index, call in enumerate(response.tool_calls or ()):
-        deltas.append(Delta(tool_calls=[ToolCallDelta(index=index, id=call.id,
-                                                      name=call.name)]))
-        deltas += [Delta(tool_calls=[ToolCallDelta(
-            index=index, arguments=call.arguments[start:start + piece])])
-            for start in range(0, len(call.arguments), piece)]
-    deltas.append(Delta(finish_reason=response.finish_reason, usage=response.usage))
-    return deltas
 
 
 __all__ = ["LocalBackend", "embedded_model_path"]

@@ -10,19 +10,21 @@ of two shapes::
 
 ``tool_choice`` narrows the shapes: ``"required"`` drops the answer, a named
 function keeps only that tool, ``"none"`` turns the whole mechanism off. The
-decoded JSON is parsed back into text or a ``ToolCall`` with a fresh id; the
-name is checked against the allowed list again, because a grammar never
-replaces validation.
+decoded JSON is parsed back into text or a ``ToolCall`` with a fresh id
+(``parse_answer``), or, when streaming, into text or call pieces as it is
+decoded (``AnswerStream``). Either way the name is checked against the allowed
+list again, because a grammar never replaces validation.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
 import orjson
 
-from unwalled.backends.base import ChatRequest, Message, ToolCall
+from unwalled.backends.base import ChatRequest, Delta, Message, ToolCall, ToolCallDelta
 
 ANSWER_KEY, TOOL_KEY, ARGUMENTS_KEY = "answer", "tool", "arguments"
 
@@ -122,6 +124,106 @@ def parse_answer(text: str, request: ChatRequest) -> tuple[str, list[ToolCall] |
     if isinstance(value.get(ANSWER_KEY), str):
         return value[ANSWER_KEY], None
     return text, None
+
+
+ANSWER_START = re.compile(r'\s*\{\s*"answer"\s*:\s*"')
+CALL_START = re.compile(r'\s*\{\s*"tool"\s*:\s*("(?:[^"\\]|\\.)*")\s*,\s*'
+                        r'"arguments"\s*:\s*')
+HELD_BACK = re.compile(r'[\s}]*$')  # may be the end of the arguments or of the answer
+
+
+class AnswerStream:
+    """Decoded JSON pieces in, ``Delta`` pieces out, each as soon as it is certain.
+
+    The grammar fixes the key order, so the opening of the JSON tells which
+    shape it is: after ``{"answer": "`` the string's characters stream as text;
+    after ``{"tool": NAME, "arguments":`` the call starts (index 0, a fresh id,
+    the name) and the arguments stream as they are decoded, less any closing
+    braces at the end, which wait until it is clear they belong to the arguments.
+    """
+
+    def __init__(self, request: ChatRequest) -> None:
+        self.allowed = {tool.name for tool in allowed_tools(request)}
+        self.buffer = ""
+        self.kind: str | None = None  # "answer", "call" or "raw", once known
+        self.start = 0  # where the answer's string or the arguments begin
+        self.sent = 0  # how much of the buffer after ``start`` has gone out
+        self.call_id = new_call_id()
+
+    def feed(self, piece: str) -> list[Delta]:
+        self.buffer += piece
+        if self.kind is None:
+            return self._open()
+        if self.kind == "answer":
+            return self._text()
+        if self.kind == "raw":
+            return [Delta(text=piece)]
+        return self._arguments(final=False)
+
+    def _open(self) -> list[Delta]:
+        answer = ANSWER_START.match(self.buffer)
+        if answer:
+            self.kind, self.start = "answer", answer.end()
+            return self._text()
+        call = CALL_START.match(self.buffer)
+        if call is None:
+            return []
+        name = orjson.loads(call.group(1))
+        if name not in self.allowed:  # checked again: a grammar is not validation
+            self.kind = "raw"
+            return [Delta(text=self.buffer)]
+        self.kind, self.start = "call", call.end()
+        start = Delta(tool_calls=[ToolCallDelta(index=0, id=self.call_id, name=name)])
+        return [start, *self._arguments(final=False)]
+
+    def _text(self) -> list[Delta]:
+        """The answer string's characters decoded so far, escapes whole."""
+        body = self.buffer[self.start:]
+        i = self.sent
+        while i < len(body) and body[i] != '"':
+            if body[i] != "\\":
+                i += 1
+                continue
+            width = 6 if body[i + 1:i + 2] == "u" else 2
+            if i + width > len(body):
+                break  # an escape cut in two: wait for its rest
+            i += width
+        return self._send_text(body[self.sent:i], i)
+
+    def _send_text(self, raw: str, upto: int) -> list[Delta]:
+        try:
+            text = orjson.loads(f'"{raw}"')
+        except orjson.JSONDecodeError:
+            return []  # half a surrogate pair: the next piece completes it
+        self.sent = upto
+        return [Delta(text=text)] if text else []
+
+    def _arguments(self, final: bool) -> list[Delta]:
+        body = self.buffer[self.start:]
+        if self.sent == 0:  # the arguments start at their first non-blank
+            self.start += len(body) - len(body.lstrip())
+            body = body.lstrip()
+        if final:
+            body = body.rstrip()
+            body = body[:-1].rstrip() if body.endswith("}") else body  # the outer }
+            upto = len(body)
+        else:
+            upto = HELD_BACK.search(body).start()
+        if upto <= self.sent:
+            return []
+        piece, self.sent = body[self.sent:upto], upto
+        return [Delta(tool_calls=[ToolCallDelta(index=0, arguments=piece)])]
+
+    def finish(self, finish_reason: str) -> list[Delta]:
+        """What is left once decoding ends, then the finish reason: a whole
+        call ends in ``tool_calls``; one cut by ``max_tokens`` in ``length``."""
+        out: list[Delta] = []
+        if self.kind == "call":
+            out = self._arguments(final=True)
+            finish_reason = "length" if finish_reason == "length" else "tool_calls"
+        elif self.kind is None and self.buffer:
+            out = [Delta(text=self.buffer)]  # cut before its shape was known
+        return [*out, Delta(finish_reason=finish_reason)]
 
 
 def new_call_id() -> str:
