@@ -75,9 +75,10 @@ class Gateway:
         return await self.serve(http, ANTHROPIC)
 
     async def serve(self, http: Request, wire: "Wire") -> Response:
-        """One request through either ingress. Both reach the same
-        ``Runtime.complete``/``Runtime.stream``, so whatever the runtime applies
-        to an answer (routes, the ledger, contracts) applies the same to both."""
+        """One request through either ingress: ``wire`` holds all that differs.
+        Whatever is added between parsing and answering (a contract on the
+        answer, say) is written once here and holds for both ingresses alike;
+        ``_stream`` also streams pieces of an answer that was checked whole."""
         info = CallInfo(ingress=wire.name, request_id=wire.new_id())
         route = parsed = None
         try:
@@ -97,8 +98,12 @@ class Gateway:
             return wire.error_response(error)
         return json_response(wire.response_body(answer, parsed.route, info.request_id))
 
-    async def _stream(self, parsed: Any, info: CallInfo, wire: "Wire") -> Response:
-        pieces = self.runtime.stream(parsed.route, parsed.request, info)
+    async def _stream(self, parsed: Any, info: CallInfo, wire: "Wire",
+                      pieces: AsyncIterator[Delta] | None = None,
+                      headers: dict[str, str] | None = None) -> Response:
+        """Stream an answer in the ingress's format: from the route, or from
+        ``pieces`` a caller already holds (e.g. an answer checked whole first)."""
+        pieces = pieces or self.runtime.stream(parsed.route, parsed.request, info)
         try:
             first = await anext(pieces)
         except UnwalledError as error:
@@ -127,7 +132,7 @@ class Gateway:
             yield writer.finish(finish, usage)
 
         return StreamingResponse(frames(), media_type="text/event-stream",
-                                 headers=SSE_HEADERS)
+                                 headers={**SSE_HEADERS, **(headers or {})})
 
     # ---- the rest ----
 
@@ -173,6 +178,7 @@ class Wire:
     parse: Callable[[Any], Any]
     response_body: Callable[[ChatResponse, str, str], dict[str, Any]]
     stream_writer: Callable[[Any, str], Any]
+    error_body: Callable[[UnwalledError], dict[str, Any]]
     error_response: Callable[[UnwalledError], Response]
 
 
@@ -201,12 +207,13 @@ OPENAI = Wire(
     response_body=openai_wire.response_body,
     stream_writer=lambda parsed, request_id: openai_wire.StreamWriter(
         parsed.route, request_id, parsed.include_usage),
-    error_response=openai_error)
+    error_body=lambda error: error.to_openai(), error_response=openai_error)
 ANTHROPIC = Wire(
     name="anthropic", new_id=anthropic_wire.message_id,
     parse=anthropic_wire.parse_request, response_body=anthropic_wire.response_body,
     stream_writer=lambda parsed, request_id: anthropic_wire.StreamWriter(
         parsed.route, request_id),
+    error_body=lambda error: anthropic_wire.error_body(error.status, error.message),
     error_response=anthropic_error)
 
 
