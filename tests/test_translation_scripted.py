@@ -273,6 +273,25 @@ def test_tool_results_round_trip_from_tool_messages_to_anthropic_blocks(gateway)
             {"type": "text", "text": "Summarise."}]}]
 
 
+def test_anthropic_ingress_to_anthropic_upstream_keeps_the_stream_whole(gateway):
+    server, _, an = gateway
+    an.reset_script([{**TEXT_AND_TWO_CALLS, "keepalive": True}])
+    events = list(claude(server).messages.create(
+        model="an", max_tokens=100, tools=TOOLS_ANTHROPIC, stream=True,
+        system="You are terse.", messages=[{"role": "user", "content": "x"}]))
+    assert event_shape(events) == [
+        "message_start",
+        "start:text", "delta:text_delta", "content_block_stop",
+        "start:tool_use", "delta:input_json_delta", "content_block_stop",
+        "start:tool_use", "delta:input_json_delta", "content_block_stop",
+        "message_delta", "message_stop"]
+    starts = [e.content_block for e in events if e.type == "content_block_start"]
+    assert [(b.id, b.name) for b in starts[1:]] == [("toolu_0", "lookup"),
+                                                    ("toolu_1", "weather")]
+    assert (events[-2].usage.input_tokens, events[-2].usage.output_tokens) == (31, 17)
+    assert an.requests[-1]["system"] == "You are terse."
+
+
 # ---- stop reasons, both ways ----
 
 @pytest.mark.parametrize("finish, stop_reason", [
