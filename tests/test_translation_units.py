@@ -134,8 +134,7 @@ def test_reader_counts_cache_tokens_as_prompt_and_takes_running_totals():
                 "output_tokens": 1}}},
             {"type": "ping"},
             {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
-             "usage": {"output_tokens": 9, "input_tokens": 6,
-                       "cache_creation_input_tokens": 7}},
+             "usage": {"output_tokens": 9, "input_tokens": 6}},
             {"type": "message_stop"}):
         reader.event(event["type"], orjson.dumps(event).decode())
     assert (reader.usage.prompt_tokens, reader.usage.completion_tokens) == (13, 9)

@@ -142,6 +142,7 @@ class StreamReader:
         self.target = target
         self.tool_index: dict[int, int] = {}
         self.tool_has_json: dict[int, bool] = {}
+        self.prompt_parts: dict[str, int] = {}  # input and cache tokens, apart
         self.usage = Usage()
         self.saw_usage = False
         self.stopped = False
@@ -167,7 +168,7 @@ class StreamReader:
     def _on_message_start(self, raw: dict[str, Any]) -> Delta | None:
         usage = (raw.get("message") or {}).get("usage") or {}
         if usage:
-            self.usage.prompt_tokens = input_tokens(usage)
+            self._prompt(usage)
             self.usage.completion_tokens = int(usage.get("output_tokens") or 0)
             self.saw_usage = True
         return None
@@ -212,21 +213,29 @@ class StreamReader:
         if "output_tokens" in usage:
             self.usage.completion_tokens = int(usage["output_tokens"] or 0)
             self.saw_usage = True
-        if usage.get("input_tokens") is not None:
-            # Counts on message_delta are running totals: they replace, not add.
-            self.usage.prompt_tokens = input_tokens(usage)
+        self._prompt(usage)
         stop = (raw.get("delta") or {}).get("stop_reason")
         return Delta(finish_reason=STOP_TO_FINISH.get(stop or "", "stop"))
+
+    def _prompt(self, usage: dict[str, Any]) -> None:
+        """Counts on message_delta are running totals: a count that is sent
+        replaces the one before; one left out keeps its message_start value."""
+        for key in PROMPT_KEYS:
+            if usage.get(key) is not None:
+                self.prompt_parts[key] = int(usage[key])
+        self.usage.prompt_tokens = sum(self.prompt_parts.values())
 
     def _on_message_stop(self, raw: dict[str, Any]) -> Delta | None:
         self.stopped = True
         return None
 
 
+PROMPT_KEYS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+
+
 def input_tokens(usage: dict[str, Any]) -> int:
     """All prompt tokens: Anthropic counts cache reads and writes apart."""
-    return sum(int(usage.get(key) or 0) for key in (
-        "input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
+    return sum(int(usage.get(key) or 0) for key in PROMPT_KEYS)
 
 
 # ---- ingress: POST /v1/messages ----
