@@ -35,6 +35,12 @@ TEXT_AND_TWO_CALLS = {
                    {"name": "weather", "arguments": {"city": "Zürich"}}],
     "usage": {"prompt_tokens": 31, "completion_tokens": 17},
 }
+TEXT_AND_TWO_CALLS_EVENTS = [  # runs of deltas folded into one
+    "message_start",
+    "start:text", "delta:text_delta", "content_block_stop",
+    "start:tool_use", "delta:input_json_delta", "content_block_stop",
+    "start:tool_use", "delta:input_json_delta", "content_block_stop",
+    "message_delta", "message_stop"]
 EXPECTED_CALLS = [("lookup", {"q": "alpha beta gamma"}),
                   ("weather", {"city": "Zürich"})]
 
@@ -66,12 +72,7 @@ def test_anthropic_stream_from_openai_upstream_has_the_exact_event_sequence(gate
         system="You are terse.",
         messages=[{"role": "user", "content": "look up alpha, and Zürich weather"}]))
 
-    assert event_shape(events) == [
-        "message_start",
-        "start:text", "delta:text_delta", "content_block_stop",
-        "start:tool_use", "delta:input_json_delta", "content_block_stop",
-        "start:tool_use", "delta:input_json_delta", "content_block_stop",
-        "message_delta", "message_stop"]
+    assert event_shape(events) == TEXT_AND_TWO_CALLS_EVENTS
     starts = [e for e in events if e.type == "content_block_start"]
     assert [e.index for e in starts] == [0, 1, 2]
     assert [(b.content_block.name, b.content_block.input) for b in starts[1:]] == [
@@ -279,12 +280,7 @@ def test_anthropic_ingress_to_anthropic_upstream_keeps_the_stream_whole(gateway)
     events = list(claude(server).messages.create(
         model="an", max_tokens=100, tools=TOOLS_ANTHROPIC, stream=True,
         system="You are terse.", messages=[{"role": "user", "content": "x"}]))
-    assert event_shape(events) == [
-        "message_start",
-        "start:text", "delta:text_delta", "content_block_stop",
-        "start:tool_use", "delta:input_json_delta", "content_block_stop",
-        "start:tool_use", "delta:input_json_delta", "content_block_stop",
-        "message_delta", "message_stop"]
+    assert event_shape(events) == TEXT_AND_TWO_CALLS_EVENTS
     starts = [e.content_block for e in events if e.type == "content_block_start"]
     assert [(b.id, b.name) for b in starts[1:]] == [("toolu_0", "lookup"),
                                                     ("toolu_1", "weather")]
