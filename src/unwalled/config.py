@@ -121,6 +121,37 @@ class LedgerConfig(_Strict):
     """What of prompts and answers is kept: nothing, redacted text, or all of it."""
 
 
+class StateConfig(_Strict):
+    redis_url: str | None = None
+    """Shared state for replicas (e.g. ``redis://127.0.0.1:6379/0``); unset keeps
+    it in this process."""
+
+
+class AuthConfig(_Strict):
+    required: bool = False
+    """When true, every model request needs an API key made by ``unwalled keys``."""
+    cache_seconds: float = Field(2.0, ge=0)
+    """How long a looked-up key is trusted before the database is asked again
+    (so a revocation takes effect within this time on every replica)."""
+
+
+class RequestLimits(_Strict):
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    max_messages: int = Field(256, ge=1)
+    max_depth: int = Field(32, ge=4)
+    """Deepest nesting of JSON objects and lists in a request body."""
+
+
+class ShieldConfig(_Strict):
+    redact_remote: bool = True
+    """Replace personal data and secrets by placeholders before a remote backend
+    sees them, and restore them in the answer."""
+    spotlight: bool = True
+    """Delimit and data-mark untrusted content (tool results, marked documents)."""
+    canary: bool = False
+    """Plant a canary in every system prompt (a request can also ask for one)."""
+
+
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
@@ -130,6 +161,10 @@ class Config(_Strict):
     egress: Literal["any", "local-only"] = "any"
     server: ServerConfig = Field(default_factory=ServerConfig)
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    limits: RequestLimits = Field(default_factory=RequestLimits)
+    shield: ShieldConfig = Field(default_factory=ShieldConfig)
     backends: dict[str, BackendConfig] = Field(default_factory=dict)
     routes: dict[str, RouteConfig] = Field(default_factory=dict)
     prices: dict[str, Price] = Field(default_factory=dict)

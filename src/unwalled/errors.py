@@ -21,6 +21,7 @@ OpenAI-style error ``type`` and ``code``::
     │   └── BackendProtocolError malformed JSON, truncated stream, wire garbage
     ├── RoutingError             every target of a route failed; carries each attempt
     └── ContractError            an answer broke its contract and ``on_fail`` said reject
+        └── PromptLeakError      an answer leaked the request's canary
 """
 
 from __future__ import annotations
@@ -183,3 +184,9 @@ class ContractError(UnwalledError):
     def __init__(self, message: str, *, verdict: Any = None) -> None:
         super().__init__(message)
         self.verdict = verdict
+
+
+class PromptLeakError(ContractError):
+    """An answer repeated the canary planted in its system prompt, so it was blocked."""
+
+    code = "prompt_leak"

@@ -20,6 +20,7 @@ from unwalled.errors import RoutingError, UnwalledError
 from unwalled.ledger import AttemptRecord, Ledger, Record
 from unwalled.routing import Attempt, Router, cost
 from unwalled.shield.redaction import redact_text
+from unwalled.shield.session import ShieldSession
 
 log = logging.getLogger("unwalled")
 
@@ -32,6 +33,8 @@ class CallInfo:
     request_id: str = field(default_factory=lambda: os.urandom(16).hex())
     key_id: str | None = None
     started: float = field(default_factory=time.perf_counter)
+    canary: bool = False
+    """Plant a canary in the system prompt for this request (see ``shield``)."""
 
 
 class Runtime:
@@ -56,7 +59,10 @@ class Runtime:
         attempts: list[Attempt] = []
         try:
             request = self.router.prepare(self.router.route(route), request)
-            response = await self.router.complete(route, request, attempts)
+            shield = self.shield(route, info)
+            response = await self.router.complete(route, shield.inbound(request),
+                                                  attempts)
+            response = shield.outbound(response)
         except UnwalledError as exc:
             self.record_failure(route, request, info, attempts, exc, stream=False)
             raise
@@ -71,7 +77,9 @@ class Runtime:
         pieces: list[Delta] = []
         try:
             request = self.router.prepare(self.router.route(route), request)
-            async for piece in self.router.stream(route, request, attempts):
+            shield = self.shield(route, info)
+            async for piece in shield.stream(self.router.stream(
+                    route, shield.inbound(request), attempts)):
                 pieces.append(piece)
                 yield piece
         except UnwalledError as exc:
@@ -86,6 +94,13 @@ class Runtime:
 
         answer = collect(pieces, attempts[-1].target if attempts else route)
         self.record_success(route, request, info, attempts, answer, stream=True)
+
+    def shield(self, route: str, info: CallInfo) -> ShieldSession:
+        """The input shield for one request; redaction only if a target is remote."""
+        targets = self.config.routes[route].targets
+        remote = any(getattr(self.backends.get(t.target.split("/", 1)[0]), "remote",
+                             False) for t in targets)
+        return ShieldSession(self.config.shield, remote=remote, canary=info.canary)
 
     # ---- the ledger ----
 

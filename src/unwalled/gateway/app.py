@@ -28,13 +28,14 @@ from unwalled.backends.base import (
     ChatRequest, ChatResponse, Delta, Usage, estimate_usage, output_text,
 )
 from unwalled.errors import RequestError, UnwalledError
+from unwalled.gateway.guard import Guard
 from unwalled.gateway.metrics import Metrics
+from unwalled.gateway.quotas import Reservation
 from unwalled.protocols import anthropic as anthropic_wire
 from unwalled.protocols import openai as openai_wire
 from unwalled.runtime import CallInfo, Runtime
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
-MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
 def json_response(body: Any, status: int = 200,
@@ -48,18 +49,13 @@ class Gateway:
         self.runtime = runtime
         self.metrics = Metrics()
         runtime.listeners.append(self.metrics.observe)
+        self.guard = Guard(runtime)
 
     # ---- shared steps ----
 
     async def read_json(self, request: Request) -> Any:
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            raise _too_large(len(body))
-        try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise RequestError(f"the request body is not valid JSON ({exc}). "
-                               "Send a JSON object.", param="body") from None
+        """The body as JSON, within the size, depth and message-count limits."""
+        return await self.guard.read_body(request)
 
     def reject(self, info: CallInfo, error: UnwalledError, route: str | None,
                request: ChatRequest | None, *, stream: bool = False) -> None:
@@ -82,31 +78,39 @@ class Gateway:
         info = CallInfo(ingress=wire.name, request_id=wire.new_id())
         route = parsed = None
         try:
+            key = self.guard.authenticate(http)
             body = await self.read_json(http)
             route = body.get("model") if isinstance(body, dict) else None
             parsed = wire.parse(body)
-            self.runtime.router.route(parsed.route)
+            held = await self.guard.admit(key, http, info, parsed.route,
+                                          self.runtime.router.route(parsed.route),
+                                          parsed.request)
         except UnwalledError as error:
             self.reject(info, error, route if isinstance(route, str) else None,
                         parsed.request if parsed else None)
             return wire.error_response(error)
         if parsed.stream:
-            return await self._stream(parsed, info, wire)
+            return await self._stream(parsed, info, wire, held=held)
         try:
             answer = await self.runtime.complete(parsed.route, parsed.request, info)
         except UnwalledError as error:
             return wire.error_response(error)
+        finally:
+            await self.guard.settle(held)
         return json_response(wire.response_body(answer, parsed.route, info.request_id))
 
     async def _stream(self, parsed: Any, info: CallInfo, wire: "Wire",
                       pieces: AsyncIterator[Delta] | None = None,
-                      headers: dict[str, str] | None = None) -> Response:
+                      headers: dict[str, str] | None = None,
+                      held: Reservation | None = None) -> Response:
         """Stream an answer in the ingress's format: from the route, or from
-        ``pieces`` a caller already holds (e.g. an answer checked whole first)."""
+        ``pieces`` a caller already holds (e.g. an answer checked whole first).
+        ``held`` is the key's hold on its limits, settled when the stream ends."""
         pieces = pieces or self.runtime.stream(parsed.route, parsed.request, info)
         try:
             first = await anext(pieces)
         except UnwalledError as error:
+            await self.guard.settle(held)
             return wire.error_response(error)
         writer = wire.stream_writer(parsed, info.request_id)
 
@@ -127,6 +131,7 @@ class Gateway:
                 return
             finally:
                 await pieces.aclose()
+                await self.guard.settle(held)
             if usage is None:  # every backend sends usage; count it if one did not
                 usage = estimate_usage(parsed.request, "".join(written))
             yield writer.finish(finish, usage)
@@ -138,6 +143,12 @@ class Gateway:
 
     async def models(self, http: Request) -> Response:
         routes = self.runtime.config.routes
+        try:
+            key = self.guard.authenticate(http)
+        except UnwalledError as error:
+            return openai_error(error)
+        if key is not None and key.routes is not None:
+            routes = {name: r for name, r in routes.items() if name in key.routes}
         return json_response({"object": "list", "data": [
             {"id": name, "object": "model", "created": 0, "owned_by": "unwalled",
              "description": route.description,
@@ -160,13 +171,6 @@ async def _chain(first: Delta, rest: AsyncIterator[Delta]) -> AsyncIterator[Delt
 
 def _id() -> str:
     return os.urandom(12).hex()
-
-
-def _too_large(size: int) -> RequestError:
-    from unwalled.errors import LimitExceededError
-
-    return LimitExceededError(f"the request body is {size} bytes, over the limit of "
-                              f"{MAX_BODY_BYTES}. Send a smaller request.", param="body")
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +227,7 @@ def create_app(runtime: Runtime) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
+        await gateway.guard.close()
         await runtime.close()
 
     async def http_error(request: Request, exc: Exception) -> Response:

