@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from unwalled.cli import ask, init, ledger, models, serve
+from unwalled.cli import ask, init, keys, ledger, models, serve
 from unwalled.errors import UnwalledError
 
 app = typer.Typer(name="unwalled", no_args_is_help=True, add_completion=False,
@@ -15,6 +15,7 @@ app = typer.Typer(name="unwalled", no_args_is_help=True, add_completion=False,
 for module in (serve, ask, models, init):
     module.register(app)
 app.add_typer(ledger.app, name="ledger")
+app.add_typer(keys.app, name="keys")
 
 
 def main() -> None:

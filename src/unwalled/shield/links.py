@@ -18,6 +18,7 @@ characters removed and Unicode folded (NFKC), so an encoded payload is caught.
 
 from __future__ import annotations
 
+import base64
 import html
 import re
 import unicodedata
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from unwalled.shield.pii import find_pii
-from unwalled.shield.secrets import entropy, find_secrets
+from unwalled.shield.secrets import find_secrets
 
 __all__ = ["Link", "ExfiltrationFinding", "find_links", "find_exfiltration",
            "normalize_text"]
@@ -35,25 +36,27 @@ _INVISIBLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180
                         "\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f"
                         "\ufeff\uffa0\U000e0000-\U000e0fff]")
 
-_MD_IMAGE = re.compile(r"!\[[^\]\n]*\]\(\s*<?([^)\s>]+)>?(?:\s+[\"'(][^)]*)?\)")
-_MD_LINK = re.compile(r"(?<!!)\[[^\]\n]*\]\(\s*<?([^)\s>]+)>?(?:\s+[\"'(][^)]*)?\)")
+_ALT = r"\[(?:[^\[\]\n]|\[[^\[\]\n]*\])*\]"
+_TARGET = r"\(\s*<?([^)\s>]+)>?(?:\s+[\"'(][^)]*)?\s*\)"
+_MD_IMAGE = re.compile("!" + _ALT + _TARGET)
+_MD_LINK = re.compile("(?<!!)" + _ALT + _TARGET)
 _MD_REF_DEF = re.compile(r"^[ \t]{0,3}\[([^\]\n]+)\]:[ \t]*<?(\S+?)>?(?:[ \t].*)?$",
                          re.MULTILINE)
 _MD_REF_IMAGE = re.compile(r"!\[([^\]\n]*)\](?:\[([^\]\n]*)\])?")
 _HTML_LOADING = re.compile(
     r"<(?:img|image|iframe|frame|script|source|video|audio|embed|object|link|input"
     r"|track|body|table|td|svg|use)\b[^>]*?\b(?:src|href|xlink:href|data|poster"
-    r"|srcset|background|action)\s*=\s*([\"']?)([^\"'\s>]+)\1", re.IGNORECASE)
+    r"|srcset|background|action)\s*=\s*([\"']?)([^\"'\s>]+)", re.IGNORECASE)
 _HTML_LINK = re.compile(r"<(?:a|area|form)\b[^>]*?\b(?:href|action)\s*=\s*([\"']?)"
-                        r"([^\"'\s>]+)\1", re.IGNORECASE)
+                        r"([^\"'\s>]+)", re.IGNORECASE)
 _HTML_REFRESH = re.compile(r"<meta\b[^>]*?url\s*=\s*([^\"'\s>;]+)", re.IGNORECASE)
 _CSS_URL = re.compile(r"url\(\s*[\"']?([^\"')\s]+)", re.IGNORECASE)
 _AUTOLINK = re.compile(r"<((?:https?|ftp)://[^>\s]+)>", re.IGNORECASE)
 _BARE_URL = re.compile(r"(?<![\w(\"'=<])(?:(?:https?|ftp)://|//(?=[\w-]+\.[\w.-]+/))"
                        r"[^\s<>\"'`)\]]+", re.IGNORECASE)
 _DATA_URL = re.compile(r"\b(?:data|javascript|vbscript):[^\s)\"'>]{4,}", re.IGNORECASE)
-_BLOB = re.compile(r"[A-Za-z0-9+/_-]{24,}={0,2}")
-_HEX = re.compile(r"[0-9a-fA-F]{32,}")
+_BLOB = re.compile(r"[A-Za-z0-9+/_-]{12,}={0,2}")
+_HEX = re.compile(r"[0-9a-fA-F]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,8 +174,9 @@ def _allowed(host: str, allowed: tuple[str, ...]) -> bool:
 def _carries_data(parts, host: str) -> str | None:  # noqa: ANN001 - SplitResult
     if parts.username or parts.password:
         return "credentials in the URL"
-    for label in host.split("."):
-        if len(label) >= 20 and (_HEX.fullmatch(label) or entropy(label) > 3.8):
+    written = parts.netloc.rsplit("@", 1)[-1].split(":")[0]  # base64 needs the case
+    for label in written.split("."):
+        if len(label) >= 40 or (len(label) >= 12 and _decodes_to_text(label)):
             return "encoded data in the host name"
     whole = unquote(f"{parts.path}?{parts.query}#{parts.fragment}")
     if find_secrets(whole) or [f for f in find_pii(whole) if f.kind != "PHONE"]:
@@ -201,18 +205,36 @@ def _data_value(value: str) -> str | None:
 
 
 def _is_blob(value: str, *, path: bool) -> bool:
-    """Base64 or hex of some length; a path allows longer ids (commit hashes)."""
+    """Words, or a run that decodes to text, or a run too long to be an id."""
     if len(value.split()) >= 4:
         return True
-    hex_run = _HEX.search(value)
-    if hex_run and len(hex_run.group()) >= (72 if path else 32):
-        return True
     for run in _BLOB.findall(value):
-        if _HEX.fullmatch(run):
-            continue
-        mixed = any(c.isupper() for c in run) and any(c.islower() for c in run)
-        words = run.count("-") + run.count("_")
-        if mixed and len(run) >= (40 if path else 24) and words < len(run) / 8 \
-                and entropy(run) > 4.0:
+        if len(run) > (64 if path else 48) or _decodes_to_text(run):
             return True
     return False
+
+
+def _decodes_to_text(run: str) -> bool:
+    """Whether hex, base64 or base32 of ``run`` is readable text (ids are not)."""
+    candidates = []
+    if _HEX.fullmatch(run) and len(run) % 2 == 0:
+        candidates.append(lambda: bytes.fromhex(run))
+    padded = run + "=" * (-len(run) % 4)
+    candidates.append(lambda: base64.b64decode(padded.replace("-", "+")
+                                                .replace("_", "/"), validate=True))
+    if re.fullmatch(r"[A-Za-z2-7]+=*", run):
+        candidates.append(lambda: base64.b32decode(
+            run.upper() + "=" * (-len(run) % 8)))
+    for decode in candidates:
+        try:
+            raw = decode()
+        except ValueError:
+            continue
+        if len(raw) >= 8 and _printable_share(raw) >= 0.9:
+            return True
+    return False
+
+
+def _printable_share(raw: bytes) -> float:
+    printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in raw)
+    return printable / len(raw)

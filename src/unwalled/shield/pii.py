@@ -53,9 +53,13 @@ def _ip_ok(value: str) -> bool:
     return not address.is_unspecified
 
 
+_DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}"
+                   r"|\d{1,2}:\d{2}(?::\d{2})?")
+
+
 def _phone_ok(value: str) -> bool:
     digits = sum(c.isdigit() for c in value)
-    if not 7 <= digits <= 15:
+    if not 7 <= digits <= 15 or _DATE.fullmatch(value.strip()):
         return False
     # A bare run of digits is more often an id than a phone: want a + or separators.
     return value.startswith("+") or value.startswith("(") or bool(

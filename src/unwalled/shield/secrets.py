@@ -38,9 +38,15 @@ def entropy(value: str) -> float:
     return -sum(n / size * math.log2(n / size) for n in counts.values())
 
 
+_NOT_A_VALUE = re.compile(
+    r"[*xX.\-_#]+|<[^>]*>|\$\{?\w+\}?|%\(\w+\)s|\{\{.*\}\}|\{\w*\}"
+    r"|[A-Za-z_]+(?:\.[A-Za-z_]+)+|.*\(.*|[A-Za-z_][\w.]*\[")
+"""Placeholders, template variables, dotted names and calls: code, not secrets."""
+
+
 def _looks_random(value: str) -> bool:
     """A value that mixes letters with digits or symbols and is not a placeholder."""
-    if len(set(value)) < 6 or re.fullmatch(r"[*xX.\-_#]+|<[^>]*>|\$\{?[A-Z_]+\}?", value):
+    if len(set(value)) < 6 or _NOT_A_VALUE.fullmatch(value):
         return False
     has_letter = any(c.isalpha() for c in value)
     has_other = any(c.isdigit() or not c.isalnum() for c in value)
@@ -98,8 +104,9 @@ _PATTERNS: list[tuple[str, str, Callable[[str], bool] | None]] = [
     ("bearer_token",
      r"(?i:authorization:\s*bearer\s+)(?P<secret>[A-Za-z0-9._~+/-]{20,}=*)", None),
     ("assigned_secret",
-     r"(?i:\b(?:password|passwd|pwd|secret|api[_-]?key|apikey|access[_-]?token"
-     r"|auth[_-]?token|client[_-]?secret|private[_-]?key|secret[_-]?key)\b)"
+     r"(?i:(?<![A-Za-z])(?:password|passwd|pwd|secret|api[_-]?key|apikey"
+     r"|access[_-]?token|auth[_-]?token|client[_-]?secret|private[_-]?key"
+     r"|secret[_-]?key)(?![A-Za-z]))"
      r"[\"']?\s*(?::|=|=>)\s*[\"']?(?P<secret>[^\s\"'`,;]{8,128})", _looks_random),
 ]
 
@@ -117,6 +124,8 @@ def find_secrets(text: str) -> list[SecretFinding]:
             start, end = match.span(group)
             value = match.group(group)
             if check is not None and not check(value):
+                continue
+            if len(set(value)) < 8:  # "sk-xxxxxxxx..." in documentation
                 continue
             if any(start < t_end and t_start < end for t_start, t_end in taken):
                 continue
