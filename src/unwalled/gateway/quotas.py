@@ -223,7 +223,7 @@ if budget > 0 then
   if spent + held + cost > budget then
     return {3, tostring(spent), tostring(held)}
   end
-  redis.call('HINCRBY', KEYS[3], 'held', cost)
+  redis.call('HINCRBY', KEYS[3], 'held', ARGV[6])
 end
 redis.call('ZADD', KEYS[1], now, ARGV[1])
 redis.call('ZADD', KEYS[2], now, ARGV[1] .. ':' .. tokens)
@@ -239,8 +239,8 @@ if score then
   redis.call('ZREM', KEYS[1], member)
   redis.call('ZADD', KEYS[1], score, ARGV[1] .. ':' .. ARGV[3])
 end
-redis.call('HINCRBY', KEYS[2], 'held', -tonumber(ARGV[4]))
-redis.call('HINCRBY', KEYS[2], 'spent', tonumber(ARGV[5]))
+redis.call('HINCRBY', KEYS[2], 'held', ARGV[4])
+redis.call('HINCRBY', KEYS[2], 'spent', ARGV[5])
 return 1
 """
 
@@ -308,7 +308,7 @@ class RedisQuotas:
         _, token_log, budget = self._keys(reservation.key.id)
         await self._settle(keys=[token_log, budget],
                            args=[reservation.request_id, reservation.tokens, tokens,
-                                 reservation.cost, cost])
+                                 -reservation.cost, cost])
 
     async def close(self) -> None:
         await self.client.aclose()
