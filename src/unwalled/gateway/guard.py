@@ -14,6 +14,7 @@ gateway settles the hold with what the ledger recorded once the answer is done.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
@@ -21,13 +22,15 @@ from starlette.requests import Request
 
 from unwalled.backends.base import ChatRequest
 from unwalled.config import Config, RouteConfig
-from unwalled.errors import LimitExceededError, RequestError
+from unwalled.errors import LimitExceededError, RequestError, UnwalledError
 from unwalled.gateway.keys import ApiKey, KeyStore
 from unwalled.gateway.quotas import Quotas, Reservation, build_quotas
 from unwalled.ledger import Record
 from unwalled.runtime import CallInfo, Runtime
 
 __all__ = ["Guard", "worst_case", "json_depth"]
+
+log = logging.getLogger("unwalled.guard")
 
 CONTRACT_HEADER = "x-unwalled-contract"
 CANARY_HEADER = "x-unwalled-canary"
@@ -55,7 +58,14 @@ class Guard:
     def authenticate(self, http: Request) -> ApiKey | None:
         if self.keys is None:
             return None
-        return self.keys.lookup(presented_key(http))
+        try:
+            key = self.keys.lookup(presented_key(http))
+        except UnwalledError as error:
+            # The presented value is never logged: it may be a live key mistyped.
+            log.debug("refused a request on %s: %s", http.url.path, error.code)
+            raise
+        log.debug("key %s (%s) presented on %s", key.id, key.name, http.url.path)
+        return key
 
     # ---- 2. the body ----
 
@@ -115,6 +125,8 @@ class Guard:
         assert self.quotas is not None
         reservation = await self.quotas.reserve(key, info.request_id, tokens, cost)
         self.pending[info.request_id] = reservation
+        log.debug("key %s holds %d tokens and $%.6f for %s", key.id, tokens, cost,
+                  info.request_id)
         return reservation
 
     def observe(self, record: Record) -> None:
