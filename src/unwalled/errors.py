@@ -20,6 +20,7 @@ OpenAI-style error ``type`` and ``code``::
     │   ├── BackendRateLimited   upstream 429, with the upstream's Retry-After
     │   └── BackendProtocolError malformed JSON, truncated stream, wire garbage
     ├── RoutingError             every target of a route failed; carries each attempt
+    ├── StateUnavailableError    shared state (Redis) for limits is unreachable (503)
     └── ContractError            an answer broke its contract and ``on_fail`` said reject
         └── PromptLeakError      an answer leaked the request's canary
 """
@@ -172,6 +173,14 @@ class RoutingError(UnwalledError):
             self.status = last.status
             self.type = last.type
             self.code = last.code
+
+
+class StateUnavailableError(UnwalledError):
+    """The shared store of rate limits and budgets cannot be reached: fail closed."""
+
+    status = 503
+    type = "api_error"
+    code = "state_unavailable"
 
 
 class ContractError(UnwalledError):

@@ -20,6 +20,7 @@ whole nano-dollars so that Redis counts it exactly.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -27,11 +28,15 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
-from unwalled.errors import BudgetError, ConfigError, RateLimitError
+from unwalled.errors import (
+    BudgetError, ConfigError, RateLimitError, StateUnavailableError,
+)
 from unwalled.gateway.keys import ApiKey
 
 __all__ = ["Reservation", "Quotas", "MemoryQuotas", "RedisQuotas", "build_quotas",
            "NANO", "WINDOW"]
+
+log = logging.getLogger("unwalled.quotas")
 
 NANO = 1_000_000_000
 WINDOW = 60.0
@@ -275,8 +280,8 @@ class RedisQuotas:
                       cost: float) -> Reservation:
         units = _units(cost) if key.budget else 0
         requests, token_log, budget = self._keys(key.id)
-        await self._seed(key, budget)
         try:
+            await self._seed(key, budget)
             result = await self._reserve(
                 keys=[requests, token_log, budget],
                 args=[request_id, key.rpm or 0, key.tpm or 0, _units(key.budget),
@@ -306,18 +311,23 @@ class RedisQuotas:
         reservation.settled = True
         tokens, cost = _actuals(reservation)
         _, token_log, budget = self._keys(reservation.key.id)
-        await self._settle(keys=[token_log, budget],
-                           args=[reservation.request_id, reservation.tokens, tokens,
-                                 -reservation.cost, cost])
+        try:
+            await self._settle(keys=[token_log, budget],
+                               args=[reservation.request_id, reservation.tokens, tokens,
+                                     -reservation.cost, cost])
+        except Exception as exc:  # the answer is already on its way: do not fail it
+            log.warning("could not settle the hold of key %s in Redis (%s): it stays "
+                        "held", reservation.key.id, type(exc).__name__)
 
     async def close(self) -> None:
         await self.client.aclose()
 
 
-def _unreachable(exc: Exception) -> ConfigError:
-    return ConfigError(f"cannot reach Redis for rate limits and budgets "
-                       f"({type(exc).__name__}).", key="state.redis_url",
-                       fix="start Redis or correct state.redis_url.")
+def _unreachable(exc: Exception) -> StateUnavailableError:
+    return StateUnavailableError(
+        f"cannot reach Redis for rate limits and budgets ({type(exc).__name__}), so "
+        "requests on limited keys are refused. Start Redis or correct "
+        "state.redis_url.")
 
 
 def build_quotas(redis_url: str | None, spent: SpentLookup | None) -> Quotas:
