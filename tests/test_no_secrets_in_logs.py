@@ -22,6 +22,8 @@ import pytest
 import yaml
 
 from tests.conftest import GatewayServer, free_port, make_runtime, wait_for_port
+from unwalled.gateway.keys import KeyStore
+from unwalled.ledger.store import engine_for, migrate
 from unwalled.testing import ScriptedUpstream
 
 SRC = str(Path(__file__).parents[1] / "src")
@@ -46,10 +48,20 @@ def config_for(tmp: Path, upstream_url: str) -> dict:
     }
 
 
-def cli(*args: str, config: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "unwalled", *args, "-c", str(config)],
-                          capture_output=True, text=True, check=True,
-                          env={**os.environ, "PYTHONPATH": SRC})
+def cli_at_once(*commands: tuple[str, ...], config: Path,
+                ) -> list[subprocess.CompletedProcess]:
+    """Run CLI commands side by side (each pays Python's start-up alone)."""
+    running = [subprocess.Popen([sys.executable, "-m", "unwalled", *args, "-c",
+                                 str(config)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "PYTHONPATH": SRC})
+               for args in commands]
+    done = []
+    for args, process in zip(commands, running):
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, (args, err)
+        done.append(subprocess.CompletedProcess(args, 0, out, err))
+    return done
 
 
 def traffic(base_url: str, secret: str, revoked: str) -> None:
@@ -89,13 +101,12 @@ def test_gateway_process_and_cli_log_no_secret(tmp_path):
     upstream = ScriptedUpstream()
     with upstream.running() as upstream_url:
         upstream.reset_script(["Mailed [EMAIL_1]."] * 4 + [{"status": 500}])
+        settings = config_for(tmp_path, upstream_url)
         config = tmp_path / "unwalled.yaml"
-        config.write_text(yaml.safe_dump(config_for(tmp_path, upstream_url)))
-        made = cli("keys", "create", "logs", config=config)
-        secret = made.stdout.strip()
-        gone = cli("keys", "create", "gone", config=config).stdout.strip()
-        revoked = cli("keys", "revoke", "gone", config=config)
-        listed = cli("keys", "list", config=config)
+        config.write_text(yaml.safe_dump(settings))
+        engine = engine_for(settings["ledger"]["url"])
+        migrate(engine)  # once, before the processes below share the database
+        _, gone = KeyStore(engine).create("gone")
         port = free_port()
         log_file = tmp_path / "gateway.log"
         with open(log_file, "wb") as log:
@@ -104,11 +115,16 @@ def test_gateway_process_and_cli_log_no_secret(tmp_path):
                  str(port), "--log-level", "debug"], stdout=log, stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONPATH": SRC})
             try:
+                made, revoked, listed = cli_at_once(
+                    ("keys", "create", "logs"), ("keys", "revoke", "gone"),
+                    ("keys", "list", "--all"), config=config)
+                secret = made.stdout.strip()
                 wait_for_port(port, 120)
                 traffic(f"http://127.0.0.1:{port}", secret, gone)
             finally:
                 gateway.terminate()
                 gateway.wait(30)
+                engine.dispose()
     logged = log_file.read_text()
     assert "DEBUG unwalled.guard" in logged and "status=401" in logged  # at DEBUG
     assert "ana.lima" not in str(upstream.requests)  # the remote got placeholders
