@@ -54,71 +54,92 @@ def _looks_random(value: str) -> bool:
 
 
 _ALNUM = "A-Za-z0-9"
-_PATTERNS: list[tuple[str, str, Callable[[str], bool] | None]] = [
+_PATTERNS: list[tuple[str, str, Callable[[str], bool] | None, tuple[str, ...]]] = [
     ("private_key",
      r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
      r"(?:[\s\S]{0,8000}?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
-     r"|[A-Za-z0-9+/=\s]*)", None),
-    ("anthropic_key", r"\bsk-ant-(?:api|admin|oat)\d{2}-[A-Za-z0-9_-]{40,}", None),
+     r"|[A-Za-z0-9+/=\s]*)", None, ("PRIVATE KEY",)),
+    ("anthropic_key", r"\bsk-ant-(?:api|admin|oat)\d{2}-[A-Za-z0-9_-]{40,}", None,
+     ("sk-ant-",)),
     ("openai_key",
-     r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}(?<![-_])", None),
-    ("unwalled_key", r"\buw-[A-Za-z0-9_-]{32,}", None),
-    ("aws_access_key_id", r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b", None),
+     r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}(?<![-_])", None, ("sk-",)),
+    ("unwalled_key", r"\buw-[A-Za-z0-9_-]{32,}", None, ("uw-",)),
+    ("aws_access_key_id", r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b", None,
+     ("AKIA", "ASIA", "ABIA", "ACCA")),
     ("aws_secret_access_key",
      r"(?i:aws_?secret_?(?:access_?)?key)[\"']?\s*[:=]\s*[\"']?"
-     r"(?P<secret>[A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])", None),
-    ("github_token", r"\bgh[pousr]_[A-Za-z0-9]{36,251}\b", None),
+     r"(?P<secret>[A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])", None, ("~secret",)),
+    ("github_token", r"\bgh[pousr]_[A-Za-z0-9]{36,251}\b", None,
+     ("ghp_", "gho_", "ghu_", "ghs_", "ghr_")),
     ("github_fine_grained_token", r"\bgithub_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59}\b",
-     None),
-    ("gitlab_token", r"\bgl(?:pat|dt|ptt|rt)-[A-Za-z0-9_-]{20,}", None),
-    ("slack_token", r"\bxox[abposre]-[A-Za-z0-9-]{10,}", None),
+     None, ("github_pat_",)),
+    ("gitlab_token", r"\bgl(?:pat|dt|ptt|rt)-[A-Za-z0-9_-]{20,}", None,
+     ("glpat-", "gldt-", "glptt-", "glrt-")),
+    ("slack_token", r"\bxox[abposre]-[A-Za-z0-9-]{10,}", None, ("xox",)),
     ("slack_webhook",
      r"https://hooks\.slack\.com/services/T[A-Z0-9]{6,}/B[A-Z0-9]{6,}/[A-Za-z0-9]{20,}",
-     None),
-    ("stripe_key", r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{20,99}\b", None),
-    ("google_api_key", r"\bAIza[0-9A-Za-z_-]{35}", None),
-    ("google_oauth_secret", r"\bGOCSPX-[A-Za-z0-9_-]{28}", None),
-    ("twilio_api_key", r"\bSK[0-9a-f]{32}\b", None),
-    ("sendgrid_key", r"\bSG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}", None),
-    ("mailgun_key", r"\bkey-[0-9a-f]{32}\b", None),
-    ("npm_token", r"\bnpm_[A-Za-z0-9]{36}\b", None),
-    ("pypi_token", r"\bpypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,}", None),
-    ("huggingface_token", r"\bhf_[A-Za-z]{34}\b", None),
-    ("digitalocean_token", r"\bdo[opr]_v1_[a-f0-9]{64}\b", None),
-    ("shopify_token", r"\bshp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}\b", None),
-    ("databricks_token", r"\bdapi[a-f0-9]{32}(?:-\d)?\b", None),
+     None, ("hooks.slack.com",)),
+    ("stripe_key", r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{20,99}\b", None,
+     ("sk_live_", "sk_test_", "rk_live_", "rk_test_")),
+    ("google_api_key", r"\bAIza[0-9A-Za-z_-]{35}", None, ("AIza",)),
+    ("google_oauth_secret", r"\bGOCSPX-[A-Za-z0-9_-]{28}", None, ("GOCSPX-",)),
+    ("twilio_api_key", r"\bSK[0-9a-f]{32}\b", None, ("SK",)),
+    ("sendgrid_key", r"\bSG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}", None, ("SG.",)),
+    ("mailgun_key", r"\bkey-[0-9a-f]{32}\b", None, ("key-",)),
+    ("npm_token", r"\bnpm_[A-Za-z0-9]{36}\b", None, ("npm_",)),
+    ("pypi_token", r"\bpypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,}", None, ("pypi-",)),
+    ("huggingface_token", r"\bhf_[A-Za-z]{34}\b", None, ("hf_",)),
+    ("digitalocean_token", r"\bdo[opr]_v1_[a-f0-9]{64}\b", None, ("_v1_",)),
+    ("shopify_token", r"\bshp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}\b", None, ("shp",)),
+    ("databricks_token", r"\bdapi[a-f0-9]{32}(?:-\d)?\b", None, ("dapi",)),
     ("square_token", r"\b(?:EAAA[A-Za-z0-9_-]{60}|sq0(?:atp|csp)-[A-Za-z0-9_-]{22,43})",
-     None),
-    ("telegram_bot_token", r"\b\d{8,10}:AA[A-Za-z0-9_-]{33}(?![A-Za-z0-9_-])", None),
+     None, ("EAAA", "sq0")),
+    ("telegram_bot_token", r"\b\d{8,10}:AA[A-Za-z0-9_-]{33}(?![A-Za-z0-9_-])", None,
+     (":AA",)),
     ("discord_bot_token",
-     r"\b[MNO][A-Za-z\d_-]{23,25}\.[A-Za-z\d_-]{6}\.[A-Za-z\d_-]{27,38}\b", None),
+     r"\b[MNO][A-Za-z\d_-]{23,25}\.[A-Za-z\d_-]{6}\.[A-Za-z\d_-]{27,38}\b", None,
+     (".",)),
     ("age_secret_key", r"\bAGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}\b",
-     None),
+     None, ("AGE-SECRET-KEY-1",)),
     ("azure_storage_key",
-     r"AccountKey=(?P<secret>[A-Za-z0-9+/]{86}==)", None),
+     r"AccountKey=(?P<secret>[A-Za-z0-9+/]{86}==)", None, ("AccountKey=",)),
     ("jwt",
-     r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}", None),
+     r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}", None,
+     ("eyJ",)),
     ("connection_string_password",
      r"\b(?:postgres(?:ql)?|mysql|mariadb|mongodb(?:\+srv)?|rediss?|amqps?|mssql)"
-     r"(?:\+\w+)?://[^\s:/@]+:(?P<secret>[^\s@/]{3,})@[^\s/]+", None),
+     r"(?:\+\w+)?://[^\s:/@]+:(?P<secret>[^\s@/]{3,})@[^\s/]+", None, ("://",)),
     ("bearer_token",
-     r"(?i:authorization:\s*bearer\s+)(?P<secret>[A-Za-z0-9._~+/-]{20,}=*)", None),
+     r"(?i:authorization:\s*bearer\s+)(?P<secret>[A-Za-z0-9._~+/-]{20,}=*)", None,
+     ("~bearer",)),
     ("assigned_secret",
      r"(?i:(?<![A-Za-z])(?:password|passwd|pwd|secret|api[_-]?key|apikey"
      r"|access[_-]?token|auth[_-]?token|client[_-]?secret|private[_-]?key"
      r"|secret[_-]?key)(?![A-Za-z]))"
-     r"[\"']?\s*(?::|=|=>)\s*[\"']?(?P<secret>[^\s\"'`,;]{8,128})", _looks_random),
+     r"[\"']?\s*(?::|=|=>)\s*[\"']?(?P<secret>[^\s\"'`,;]{8,128})", _looks_random,
+     ("~pass", "~pwd", "~secret", "~key", "~token")),
 ]
 
-SECRET_KINDS: tuple[str, ...] = tuple(kind for kind, _, _ in _PATTERNS)
-_COMPILED = [(kind, re.compile(pattern), check) for kind, pattern, check in _PATTERNS]
+# The last element of each entry holds literals one of which every match
+# contains ("~": case-insensitive). A substring test is far cheaper than a regex
+# scan, and most text holds none of them.
+SECRET_KINDS: tuple[str, ...] = tuple(entry[0] for entry in _PATTERNS)
+_COMPILED = [(kind, re.compile(pattern), check, hints)
+             for kind, pattern, check, hints in _PATTERNS]
+
+
+def _present(hints: tuple[str, ...], text: str, lowered: str) -> bool:
+    return any(h[1:] in lowered if h.startswith("~") else h in text for h in hints)
 
 
 def find_secrets(text: str) -> list[SecretFinding]:
     """Every secret in ``text``, in order, without overlaps (earlier kinds win)."""
     findings: list[SecretFinding] = []
     taken: list[tuple[int, int]] = []
-    for kind, pattern, check in _COMPILED:
+    lowered = text.lower()
+    for kind, pattern, check, hints in _COMPILED:
+        if not _present(hints, text, lowered):
+            continue
         for match in pattern.finditer(text):
             group = "secret" if "secret" in pattern.groupindex else 0
             start, end = match.span(group)
