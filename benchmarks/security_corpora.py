@@ -51,7 +51,8 @@ def secrets_report() -> tuple[list[str], dict]:
              f"{len(rows)} fake secrets of {len(totals)} kinds; {len(benign)} benign "
              "lines.", "",
              f"- recall: **{figures['recall']:.3f}** (goal >= 0.95)",
-             f"- false positives on benign text: **{figures['false_positive_rate']:.3%}** "
+             "- false positives on benign text: "
+             f"**{figures['false_positive_rate']:.3%}** "
              f"({len(flagged)} of {len(benign)}; goal <= 2%)", "",
              "| kind | found / planted |", "|---|---|"]
     lines += [f"| {kind} | {hits[kind]} / {totals[kind]} |" for kind in sorted(totals)]
@@ -72,7 +73,8 @@ def exfiltration_report() -> tuple[list[str], dict]:
              f"- payloads blocked: **{figures['blocked']} / {len(payloads)}**",
              f"- benign answers flagged: **{len(flagged)} / {len(benign)}**", "",
              "| form | blocked / payloads |", "|---|---|"]
-    lines += [f"| {form} | {blocked[form]} / {totals[form]} |" for form in sorted(totals)]
+    lines += [f"| {form} | {blocked[form]} / {totals[form]} |"
+              for form in sorted(totals)]
     return lines, figures
 
 
@@ -90,8 +92,8 @@ def speed_report() -> list[str]:
             rounds += 1
         seconds = (time.perf_counter() - started) / rounds
         rows.append(f"| {name} | {len(sample) / 1024 / seconds:,.0f} |")
-    return ["## Speed", "", f"One run on {platform.machine()} ({platform.python_version()}),"
-            " a shared and noisy machine: read the figures as orders of magnitude.", "",
+    machine = f"{platform.machine()} ({platform.python_version()})"
+    return ["## Speed", "", f"One run on {machine}, a shared and noisy machine: read the figures as orders of magnitude.", "",
             "| detector | KB of text per second |", "|---|---|", *rows]
 
 
@@ -107,7 +109,8 @@ def main() -> None:
               "and tricks listed here, not how they fare on somebody else's data. "
               "Secret shapes follow the vendors' documented formats; the benign text "
               "was written to contain the usual traps (hashes, UUIDs, placeholders, "
-              "code that reads secrets from the environment).", "", *secret_lines, "", *exfil_lines, "", *speed_report(), ""]
+              "code that reads secrets from the environment).", "",
+              *secret_lines, "", *exfil_lines, "", *speed_report(), ""]
     OUT.write_text("\n".join(report), encoding="utf-8")
     print(json.dumps({**secret_figures, **exfil_figures}, indent=2))
     print(f"written to {OUT}")

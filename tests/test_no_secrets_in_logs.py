@@ -112,8 +112,8 @@ def test_gateway_process_and_cli_log_no_secret(tmp_path):
         with open(log_file, "wb") as log:
             gateway = subprocess.Popen(
                 [sys.executable, "-m", "unwalled", "serve", "-c", str(config), "--port",
-                 str(port), "--log-level", "debug"], stdout=log, stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONPATH": SRC})
+                 str(port), "--log-level", "debug"], stdout=log,
+                stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": SRC})
             try:
                 made, revoked, listed = cli_at_once(
                     ("keys", "create", "logs"), ("keys", "revoke", "gone"),

@@ -82,7 +82,8 @@ def test_one_budget_across_two_replicas(replicas):
         client.chat.completions.create(model="paid", messages=HI)
     with pytest.raises(openai.APIStatusError) as err:  # 6 + 5 > 9, on the other one
         b.chat.completions.create(model="paid", messages=HI)
-    assert err.value.status_code == 402 and "$6.000000 spent" in err.value.body["message"]
+    assert err.value.status_code == 402
+    assert "$6.000000 spent" in err.value.body["message"]
 
 
 async def test_concurrent_requests_on_both_replicas_cannot_overspend(replicas):

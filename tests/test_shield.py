@@ -1,4 +1,4 @@
-"""The input shield and the shared detectors, measured on the corpora in tests/corpora/."""
+"""The input shield and the shared detectors, measured on tests/corpora/."""
 
 from __future__ import annotations
 
@@ -76,10 +76,11 @@ def test_allow_list_lets_an_image_through_only_on_its_domain():
 
 def test_checksums_separate_real_numbers_from_look_alikes():
     assert luhn_ok("4111 1111 1111 1111") and not luhn_ok("4111 1111 1111 1112")
-    assert iban_ok("GB82 WEST 1234 5698 7654 32") and not iban_ok("GB82WEST12345698765433")
+    assert iban_ok("GB82 WEST 1234 5698 7654 32")
+    assert not iban_ok("GB82WEST12345698765433")
     kinds = [f.kind for f in find_pii(
-        "card 4111-1111-1111-1111, not 1234-5678-9012-3456; IBAN GB82WEST12345698765432;"
-        " on 2026-12-03 at 10:30, ip 192.168.10.4, tel +33 6 12 34 56 78")]
+        "card 4111-1111-1111-1111, not 1234-5678-9012-3456; "
+        "IBAN GB82WEST12345698765432; on 2026-12-03 at 10:30, ip 192.168.10.4, tel +33 6 12 34 56 78")]
     assert kinds == ["CARD", "IBAN", "IP", "PHONE"]
 
 

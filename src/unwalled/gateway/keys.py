@@ -55,8 +55,8 @@ class ApiKey:
                 "make one with 'unwalled keys create --route ...'.", param="model")
         if contract and self.contracts is not None and contract not in self.contracts:
             raise ForbiddenError(
-                f"this key ({self.name}) may not use contract {contract!r}; it may use: "
-                f"{', '.join(self.contracts) or 'none'}.", param="contract")
+                f"this key ({self.name}) may not use contract {contract!r}; it may "
+                f"use: {', '.join(self.contracts) or 'none'}.", param="contract")
 
     def public(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "prefix": self.prefix,
@@ -100,8 +100,8 @@ class KeyStore:
 
     def revoke(self, key_id_or_prefix: str) -> ApiKey:
         """Revoke by id (``key_...``) or by the shown prefix (``uw-xxxx``)."""
-        matches = [k for k in self.list()
-                   if key_id_or_prefix in (k.id, k.prefix) or k.name == key_id_or_prefix]
+        wanted = key_id_or_prefix
+        matches = [k for k in self.list() if wanted in (k.id, k.prefix, k.name)]
         if len(matches) != 1:
             found = "no active key" if not matches else f"{len(matches)} keys"
             raise RequestError(f"{found} matches {key_id_or_prefix!r}. Give a key id "
