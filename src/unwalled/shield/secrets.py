@@ -124,12 +124,17 @@ _PATTERNS: list[tuple[str, str, Callable[[str], bool] | None, tuple[str, ...]]] 
 # contains ("~": case-insensitive). A substring test is far cheaper than a regex
 # scan, and most text holds none of them.
 SECRET_KINDS: tuple[str, ...] = tuple(entry[0] for entry in _PATTERNS)
-_COMPILED = [(kind, re.compile(pattern), check, hints)
+_COMPILED = [(kind, re.compile(pattern), check,
+              tuple(h for h in hints if not h.startswith("~")),
+              tuple(h[1:] for h in hints if h.startswith("~")))
              for kind, pattern, check, hints in _PATTERNS]
 
 
-def _present(hints: tuple[str, ...], text: str, lowered: str) -> bool:
-    return any(h[1:] in lowered if h.startswith("~") else h in text for h in hints)
+def _contains_any(text: str, literals: tuple[str, ...]) -> bool:
+    for literal in literals:
+        if literal in text:
+            return True
+    return False
 
 
 def find_secrets(text: str) -> list[SecretFinding]:
@@ -137,8 +142,8 @@ def find_secrets(text: str) -> list[SecretFinding]:
     findings: list[SecretFinding] = []
     taken: list[tuple[int, int]] = []
     lowered = text.lower()
-    for kind, pattern, check, hints in _COMPILED:
-        if not _present(hints, text, lowered):
+    for kind, pattern, check, literals, folded in _COMPILED:
+        if not (_contains_any(text, literals) or _contains_any(lowered, folded)):
             continue
         for match in pattern.finditer(text):
             group = "secret" if "secret" in pattern.groupindex else 0
