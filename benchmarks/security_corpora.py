@@ -17,7 +17,7 @@ from pathlib import Path
 
 from unwalled.shield.links import find_exfiltration
 from unwalled.shield.redaction import redact_text
-from unwalled.shield.secrets import find_secrets
+from unwalled.shield.secrets import covers, find_secrets
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPORA = ROOT / "tests" / "corpora"
@@ -28,13 +28,6 @@ def jsonl(name: str) -> list[dict]:
     return [json.loads(line) for line in (CORPORA / name).read_text().splitlines()]
 
 
-def covered(row: dict) -> bool:
-    start = row["text"].index(row["secret"])
-    end = start + len(row["secret"])
-    return any(min(end, f.end) - max(start, f.start) >= 0.8 * (end - start)
-               for f in find_secrets(row["text"]))
-
-
 def secrets_report() -> tuple[list[str], dict]:
     rows = jsonl("secrets.jsonl")
     benign = [line for line in (CORPORA / "benign_text.txt").read_text().splitlines()
@@ -42,7 +35,7 @@ def secrets_report() -> tuple[list[str], dict]:
     totals, hits = Counter(), Counter()
     for row in rows:
         totals[row["kind"]] += 1
-        hits[row["kind"]] += covered(row)
+        hits[row["kind"]] += covers(row["text"], row["secret"])
     flagged = [line for line in benign if find_secrets(line)]
     figures = {"secrets": len(rows), "kinds": len(totals),
                "recall": sum(hits.values()) / len(rows), "benign_lines": len(benign),

@@ -15,7 +15,7 @@ from unwalled.shield.canary import leaks, new_canary
 from unwalled.shield.links import find_exfiltration
 from unwalled.shield.pii import find_pii, iban_ok, luhn_ok
 from unwalled.shield.redaction import StreamRestorer, Vault, redact_text
-from unwalled.shield.secrets import find_secrets
+from unwalled.shield.secrets import covers, find_secrets
 from unwalled.shield.session import ShieldSession
 from unwalled.shield.spotlight import spotlight
 
@@ -26,19 +26,11 @@ def jsonl(name: str) -> list[dict]:
     return [json.loads(line) for line in (CORPORA / name).read_text().splitlines()]
 
 
-def found(row: dict) -> bool:
-    """A finding covers at least 80% of the planted secret."""
-    start = row["text"].index(row["secret"])
-    end = start + len(row["secret"])
-    return any(min(end, f.end) - max(start, f.start) >= 0.8 * (end - start)
-               for f in find_secrets(row["text"]))
-
-
 def test_secret_recall_on_the_fake_secret_corpus():
     rows = jsonl("secrets.jsonl")
     kinds = {row["kind"] for row in rows}
     assert len(rows) >= 100 and len(kinds) >= 15
-    missed = [row for row in rows if not found(row)]
+    missed = [row for row in rows if not covers(row["text"], row["secret"])]
     recall = 1 - len(missed) / len(rows)
     assert recall >= 0.95, missed[:5]
 

@@ -18,7 +18,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
-__all__ = ["SecretFinding", "SECRET_KINDS", "find_secrets", "has_secret", "entropy"]
+__all__ = ["SecretFinding", "SECRET_KINDS", "find_secrets", "has_secret", "covers",
+           "entropy"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,3 +163,12 @@ def find_secrets(text: str) -> list[SecretFinding]:
 
 def has_secret(text: str) -> bool:
     return bool(find_secrets(text))
+
+
+def covers(text: str, value: str, share: float = 0.8) -> bool:
+    """Whether the findings in ``text`` cover at least ``share`` of ``value`` where
+    it first occurs: how a planted secret counts as found when measuring recall."""
+    start = text.index(value)
+    end = start + len(value)
+    return any(min(end, f.end) - max(start, f.start) >= share * len(value)
+               for f in find_secrets(text))
