@@ -53,6 +53,9 @@ def gateway(tmp_path_factory):
     oa, an = ScriptedUpstream(), ScriptedUpstream()
     with oa.running() as oa_url, an.running() as an_url:
         runtime = make_runtime({
+            # These tests compare what reaches the upstream with what was sent, so
+            # the input shield's spotlighting (on by default) is turned off here.
+            "shield": {"spotlight": False},
             "backends": {"oa": {"type": "openai", "base_url": oa_url + "/v1"},
                          "an": {"type": "anthropic", "base_url": an_url}},
             "routes": {"oa": {"targets": ["oa/up-model"], "retries": 0},
