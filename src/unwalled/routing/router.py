@@ -50,6 +50,12 @@ class Router:
         self.breakers = {name: CircuitBreaker(r.breaker.failures, r.breaker.reset_after)
                          for name, r in config.routes.items()}
 
+    def add_route(self, name: str, route: RouteConfig) -> None:
+        """Add a route at run time (audits give each audited target its own)."""
+        self.config.routes[name] = route
+        self.breakers[name] = CircuitBreaker(route.breaker.failures,
+                                             route.breaker.reset_after)
+
     def route(self, name: str) -> RouteConfig:
         try:
             return self.config.routes[name]
