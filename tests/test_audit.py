@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -18,6 +17,7 @@ from unwalled.audit.statistics import below_target, compare, wilson
 from unwalled.audit.summary import pareto_front
 from unwalled.errors import ConfigError
 from tests.conftest import make_runtime
+from tests.test_cli import unwalled
 
 LABELS = ["card_arrival", "lost_card", "top_up"]
 
@@ -274,7 +274,9 @@ async def test_contract_pass_rate_and_reports(tmp_path):
     json_path, html_path = write_reports(summary, tmp_path / "out")
     assert json.loads(json_path.read_text())["candidates"][0]["name"] == "json"
     page = html_path.read_text()
-    assert "<svg" in page and "<circle" in page
+    svg = page[page.index("<svg"):page.index("</svg>") + 6]
+    drawn = ElementTree.fromstring(svg)  # well-formed, so browsers draw it
+    assert len(drawn.findall("{http://www.w3.org/2000/svg}circle")) == 1
     assert "http://" not in page.replace("http://www.w3.org/2000/svg", "")
     assert "https://" not in page and "<script" not in page
 
@@ -303,13 +305,6 @@ async def test_embedded_model_constrained_answers_stay_in_the_label_set(
 
 # ---- the command line ----
 
-def unwalled(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "unwalled", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300,
-                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(
-                              Path(__file__).parents[1] / "src")})
-
-
 def test_cli_exit_codes_reports_and_cache(tmp_path):
     import yaml
 
@@ -330,5 +325,10 @@ def test_cli_exit_codes_reports_and_cache(tmp_path):
     result = unwalled("audit", "fail.yaml", "--out", "rep2", cwd=tmp_path)
     assert result.returncode == 1 and "No candidate meets" in result.stdout
 
-    bad = unwalled("audit", "pass.yaml", "--executor", "nowhere", cwd=tmp_path)
-    assert bad.returncode == 2 and "unknown executor 'nowhere'" in bad.stderr
+
+def test_unknown_executor_names_the_known_ones():
+    from unwalled.audit.executor import executor_factory
+
+    assert executor_factory("local").__name__ == "LocalExecutor"
+    with pytest.raises(ConfigError, match="unknown executor 'ray'.*use one of: local"):
+        executor_factory("ray")

@@ -22,7 +22,12 @@ def _pct(value: float | None) -> str:
 
 
 def _money(value: float) -> str:
-    return f"${value:.4f}" if value < 100 else f"${value:,.2f}"
+    """Dollars with enough digits to tell a baseline's fractions of a cent apart."""
+    if value == 0:
+        return "$0"
+    if value < 0.01:
+        return f"${value:.2g}"
+    return f"${value:,.4f}" if value < 100 else f"${value:,.2f}"
 
 
 def _significance(row: dict[str, Any]) -> str:

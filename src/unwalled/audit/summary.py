@@ -152,7 +152,7 @@ def recommend(rows: list[dict[str, Any]], target: float) -> dict[str, Any]:
     return {"candidate": choice["name"], "text": (
         f"Use {choice['name']} ({choice['describe']}): the cheapest candidate not "
         f"significantly below the {target:.0%} target, at "
-        f"${choice['cost_per_1000']:.4f} per 1,000 items and {choice['accuracy']:.1%} "
+        f"${choice['cost_per_1000']:.4g} per 1,000 items and {choice['accuracy']:.1%} "
         f"accuracy (95% CI {choice['ci_low']:.1%} to {choice['ci_high']:.1%}).")}
 
 
