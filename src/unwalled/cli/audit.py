@@ -7,6 +7,7 @@ fails), 2 for a bad suite or config.
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -72,10 +73,12 @@ async def _audit(suite_path: Path, out: Path | None, concurrency: int, executor:
         if cache is not None:
             cache.close()
     summary = summarise(run, runtime.config)
-    terminal_table(summary, Console())
+    # Piped output (CI logs) has no terminal width; 80 columns would crush the table.
+    stdout = Console() if sys.stdout.isatty() else Console(width=150)
+    terminal_table(summary, stdout)
     folder = out or Path(f"audit-{suite.name}")
     json_path, html_path = write_reports(summary, folder)
-    Console().print(f"reports: {json_path}  {html_path}")
+    stdout.print(f"reports: {json_path}  {html_path}")
     return summary
 
 
