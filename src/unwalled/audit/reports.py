@@ -176,9 +176,17 @@ def cost_accuracy_svg(summary: dict[str, Any], width: int = 640,
             f"<circle cx='{cx:.1f}' cy='{cy:.1f}' r='6' stroke='#2a5' stroke-width='2' "
             f"fill='{'#2a5' if on_front else 'white'}'><title>"
             f"{html.escape(row['name'])}</title></circle>"
-            f"<text x='{cx + 9:.1f}' y='{cy - 8:.1f}'>{html.escape(row['name'])}</text>")
+            f"{_point_label(row['name'], cx, cy, width)}")
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _point_label(name: str, cx: float, cy: float, width: int) -> str:
+    """A point's name, to its left in the right half so it stays inside the plot."""
+    if cx > width / 2:
+        return (f"<text x='{cx - 9:.1f}' y='{cy - 8:.1f}' text-anchor='end'>"
+                f"{html.escape(name)}</text>")
+    return f"<text x='{cx + 9:.1f}' y='{cy - 8:.1f}'>{html.escape(name)}</text>"
 
 
 def _decades(low: float, high: float) -> list[float]:
