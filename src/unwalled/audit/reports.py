@@ -160,7 +160,7 @@ def cost_accuracy_svg(summary: dict[str, Any], width: int = 640,
                      f"text-anchor='end'>{tick:.0%}</text>")
     for label_value in ([low, high] if not log else _decades(low, high)):
         parts.append(f"<text x='{x(label_value):.1f}' y='{height - bottom + 18}' "
-                     f"text-anchor='middle'>{_money(label_value)}</text>")
+                     f"text-anchor='middle'>${label_value:.3g}</text>")
     parts.append(f"<text x='{(left + width - right) / 2}' y='{height - 8}' "
                  f"text-anchor='middle'>$ per 1,000 items{' (log)' if log else ''}</text>")
     target = summary["target_accuracy"]
