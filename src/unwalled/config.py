@@ -157,6 +157,21 @@ class ServerConfig(_Strict):
     port: int = Field(8000, ge=0, le=65535)
 
 
+class DriftRouteConfig(_Strict):
+    probes: str
+    """A JSONL probe set; a relative path is taken from the config file's folder."""
+    every: float = Field(3600.0, gt=0)
+    """Seconds between scheduled checks of this route."""
+    snapshot_if_missing: bool = True
+    """Take the reference snapshot on the first run when the ledger has none."""
+
+
+class DriftConfig(_Strict):
+    routes: dict[str, DriftRouteConfig] = Field(default_factory=dict)
+    alpha: float = Field(0.05, gt=0, lt=1)
+    permutations: int = Field(1000, ge=99, le=100_000)
+
+
 class Config(_Strict):
     egress: Literal["any", "local-only"] = "any"
     server: ServerConfig = Field(default_factory=ServerConfig)
@@ -168,6 +183,7 @@ class Config(_Strict):
     backends: dict[str, BackendConfig] = Field(default_factory=dict)
     routes: dict[str, RouteConfig] = Field(default_factory=dict)
     prices: dict[str, Price] = Field(default_factory=dict)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
     source: str = Field("<built-in default>", exclude=True)
 
     def price_for(self, target: str) -> Price:
@@ -268,7 +284,20 @@ def finish(config: Config) -> Config:
                                   key=f"backends.{name}.base_url",
                                   fix="set it, e.g. 'http://127.0.0.1:8080/v1'.")
     check_egress(config)
+    check_drift_routes(config)
     return config
+
+
+def check_drift_routes(config: Config) -> None:
+    """Every watched route exists; probe paths are anchored at the config file."""
+    for name, watched in config.drift.routes.items():
+        if name not in config.routes:
+            raise ConfigError(f"route {name!r} is watched but not defined.",
+                              file=config.source, key=f"drift.routes.{name}",
+                              fix=f"use one of: {', '.join(sorted(config.routes))}.")
+        probes = Path(watched.probes)
+        if not probes.is_absolute() and Path(config.source).is_file():
+            watched.probes = str(Path(config.source).parent / probes)
 
 
 def is_remote(backend: BackendConfig) -> bool:

@@ -21,8 +21,9 @@ OpenAI-style error ``type`` and ``code``::
     │   └── BackendProtocolError malformed JSON, truncated stream, wire garbage
     ├── RoutingError             every target of a route failed; carries each attempt
     ├── StateUnavailableError    shared state (Redis) for limits is unreachable (503)
-    └── ContractError            an answer broke its contract and ``on_fail`` said reject
-        └── PromptLeakError      an answer leaked the request's canary
+    ├── ContractError            an answer broke its contract and ``on_fail`` said reject
+    │   └── PromptLeakError      an answer leaked the request's canary
+    └── DriftError               a drift snapshot or check cannot run (no snapshot, ...)
 """
 
 from __future__ import annotations
@@ -199,3 +200,11 @@ class PromptLeakError(ContractError):
     """An answer repeated the canary planted in its system prompt, so it was blocked."""
 
     code = "prompt_leak"
+
+
+class DriftError(UnwalledError):
+    """A drift snapshot or check could not run; the message says what to do."""
+
+    status = 409
+    type = "invalid_request_error"
+    code = "drift_not_runnable"

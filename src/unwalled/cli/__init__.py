@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from unwalled.cli import ask, audit, init, keys, ledger, models, serve
+from unwalled.cli import ask, audit, drift, init, keys, ledger, models, serve
 from unwalled.errors import UnwalledError
 
 app = typer.Typer(name="unwalled", no_args_is_help=True, add_completion=False,
@@ -16,6 +16,7 @@ for module in (serve, ask, models, init, audit):
     module.register(app)
 app.add_typer(ledger.app, name="ledger")
 app.add_typer(keys.app, name="keys")
+app.add_typer(drift.app, name="drift")
 
 
 def main() -> None:

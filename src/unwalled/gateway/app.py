@@ -223,10 +223,15 @@ ANTHROPIC = Wire(
 
 def create_app(runtime: Runtime) -> Starlette:
     gateway = Gateway(runtime)
+    watch = _drift_watch(runtime, gateway)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if watch is not None:
+            watch.start()
         yield
+        if watch is not None:
+            await watch.stop()
         await gateway.guard.close()
         await runtime.close()
 
@@ -247,4 +252,14 @@ def create_app(runtime: Runtime) -> Starlette:
         Route("/metrics", gateway.metrics_endpoint, methods=["GET"]),
     ], lifespan=lifespan)
     app.state.gateway = gateway
+    app.state.drift_watch = watch
     return app
+
+
+def _drift_watch(runtime: Runtime, gateway: Gateway) -> Any:
+    """Scheduled drift checks, when ``drift.routes`` names any route."""
+    if not runtime.config.drift.routes:
+        return None
+    from unwalled.drift.watch import DriftWatch
+
+    return DriftWatch(runtime, gateway.metrics.registry)

@@ -60,3 +60,48 @@ api_keys = Table(
     Column("created", Float, nullable=False),
     Column("revoked", Float),
 )
+
+# ---- drift watch (migration 0002) ----
+
+drift_snapshots = Table(
+    "drift_snapshots", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("route", String(128), nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("probe_set", String(256), nullable=False),
+    Column("probe_digest", String(64), nullable=False),
+    Column("probes", Text, nullable=False),
+    Column("targets", Text),
+    Column("samples", Integer, nullable=False),
+    Index("ix_drift_snapshots_route_ts", "route", "ts"),
+)
+
+drift_samples = Table(
+    "drift_samples", metadata,
+    Column("snapshot_id", String(64), ForeignKey("drift_snapshots.id"),
+           primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("probe", String(128), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("prompt_tokens", Integer, nullable=False),
+    Column("completion_tokens", Integer, nullable=False),
+    Column("finish_reason", String(32)),
+    Column("target", String(256)),
+    Column("passed", Boolean),
+    Column("violations", Text),
+    Column("logprobs", Text),
+)
+
+drift_checks = Table(
+    "drift_checks", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("route", String(128), nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("snapshot_id", String(64)),
+    Column("status", String(16), nullable=False),
+    Column("p_value", Float),
+    Column("moved", Text),
+    Column("report", Text),
+    Column("error", Text),
+    Index("ix_drift_checks_route_ts", "route", "ts"),
+)
