@@ -6,6 +6,7 @@ import datetime as dt
 
 import orjson
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from unwalled.drift.check import DriftReport
@@ -28,8 +29,8 @@ def print_report(report: DriftReport, console: Console | None = None) -> None:
         console.print("[bold]Probes that moved[/bold] (Benjamini-Hochberg, "
                       f"false discovery rate {report.alpha:g}):")
         for result in moved:
-            console.print(f"  [bold]{result.probe}[/bold]: " + "; ".join(result.changes),
-                          highlight=False, markup=False)
+            console.print(f"  [bold]{escape(result.probe)}[/bold]: "
+                          + escape("; ".join(result.changes)), highlight=False)
     elif report.drifted:
         console.print("No single probe moved enough to be named: the change is "
                       "spread thin across probes. Draw more samples to localise it.")
@@ -55,5 +56,5 @@ def _tests_table(report: DriftReport) -> Table:
     for test in report.tests:
         flag = "[red]moved[/red]" if test.adjusted < report.alpha else ""
         table.add_row(_NAMES.get(test.name, test.name), f"{test.p_value:.3g}",
-                      f"{test.adjusted:.3g}", flag, test.detail)
+                      f"{test.adjusted:.3g}", flag, escape(test.detail))
     return table
