@@ -44,7 +44,6 @@ from unwalled.backends.base import Backend, ChatRequest, Message  # noqa: E402
 from unwalled.backends.local import embedded_model_path  # noqa: E402
 from unwalled.config import parse_config  # noqa: E402
 from unwalled.drift import CheckOptions, ProbeSet, Sample, compare, load_probes  # noqa: E402
-from unwalled.drift import stats  # noqa: E402
 from unwalled.drift.sampling import draw_samples  # noqa: E402
 from unwalled.runtime import Runtime  # noqa: E402
 
@@ -53,6 +52,7 @@ PROBES = ROOT / "examples" / "drift" / "probes.jsonl"
 HIDDEN_SYSTEM = "You are a helpful assistant."
 CHANGED_TEMPERATURE = 1.0
 ALPHA = 0.05
+KERNELS = ("char", "word")
 GREEDY_POOL = 5
 """Answers generated per greedy (temperature 0) probe. They are checked to be
 identical and then drawn with replacement; sampled probes are drawn without."""
@@ -192,25 +192,19 @@ def one_trial(probes: ProbeSet, reference: dict[str, list[Sample]],
     else:
         before = [s for group in draw(reference, per_probe, rng) for s in group]
         after = [s for group in draw(fresh, per_probe, rng) for s in group]
-    options = CheckOptions(alpha=ALPHA, permutations=permutations,
-                           seed=int(rng.integers(2**31)))
-    report = compare(probes, before, after, options)
-    outcome = {"drifted": report.drifted,
-               "raw": {t.name: t.p_value < ALPHA for t in report.tests}}
-    outcome["raw"]["mmd_word"] = _mmd_word(probes, before, after, options) < ALPHA
+    # Both kernels see the same draws. Naming the probes that moved does not
+    # change the verdict, so it is skipped here.
+    seed = int(rng.integers(2**31))
+    outcome: dict[str, Any] = {"raw": {}}
+    for kernel in KERNELS:
+        options = CheckOptions(alpha=ALPHA, permutations=permutations, kernel=kernel,
+                               seed=seed, localise=False)
+        report = compare(probes, before, after, options)
+        outcome[kernel] = report.drifted
+        for test in report.tests:
+            name = test.name if test.name != "mmd" else f"mmd_{kernel}"
+            outcome["raw"][name] = test.p_value < ALPHA
     return outcome
-
-
-def _mmd_word(probes: ProbeSet, before: list[Sample], after: list[Sample],
-              options: CheckOptions) -> float:
-    blocks = []
-    for probe in probes:
-        texts = [s.text for s in before if s.probe == probe.id]
-        reference = len(texts)
-        texts += [s.text for s in after if s.probe == probe.id]
-        blocks.append(stats.Block(stats.text_gram(texts, "word"), reference))
-    rng = np.random.default_rng(options.seed)
-    return stats.mmd_test(blocks, options.permutations, rng).p_value
 
 
 def run_trials(probes: ProbeSet, pools: dict[str, dict[str, list[Sample]]],
@@ -224,10 +218,10 @@ def run_trials(probes: ProbeSet, pools: dict[str, dict[str, list[Sample]]],
                 continue
             outcomes = [one_trial(probes, pools["reference"], fresh, per_probe, rng,
                                   permutations) for _ in range(trials)]
-            results[f"{name}/{per_probe}"] = summarise(outcomes, per_probe * len(probes))
-            print(f"  {name:14s} n/side={per_probe * len(probes):4d}  "
-                  f"drift declared in {results[f'{name}/{per_probe}']['rate']:.3f}",
-                  flush=True)
+            cell = summarise(outcomes, per_probe * len(probes))
+            results[f"{name}/{per_probe}"] = cell
+            print(f"  {name:14s} n/side={cell['per_side']:4d}  drift declared: "
+                  + ", ".join(f"{k} {cell['rate'][k]:.3f}" for k in KERNELS), flush=True)
     return results
 
 
@@ -237,10 +231,11 @@ def _sampled_pool(probes: ProbeSet, pools: dict[str, list[Sample]]) -> int:
 
 def summarise(outcomes: list[dict[str, Any]], per_side: int) -> dict[str, Any]:
     count = len(outcomes)
-    hits = sum(o["drifted"] for o in outcomes)
+    hits = {kernel: sum(o[kernel] for o in outcomes) for kernel in KERNELS}
     tests = sorted({name for o in outcomes for name in o["raw"]})
-    return {"per_side": per_side, "trials": count, "rate": hits / count,
-            "ci95": wilson(hits, count),
+    return {"per_side": per_side, "trials": count,
+            "rate": {kernel: hits[kernel] / count for kernel in KERNELS},
+            "ci95": {kernel: wilson(hits[kernel], count) for kernel in KERNELS},
             "tests": {name: sum(o["raw"].get(name, False) for o in outcomes) / count
                       for name in tests}}
 
@@ -259,16 +254,20 @@ def wilson(hits: int, count: int, z: float = 1.96) -> tuple[float, float]:
 
 def markdown(results: dict[str, Any], sizes: list[int], probes: ProbeSet) -> str:
     per_side = [s * len(probes) for s in sizes]
-    rows = ["| variant | " + " | ".join(f"n={n}" for n in per_side) + " |",
-            "|---|" + "---|" * len(per_side)]
+    rows = ["Share of trials in which the whole check declared drift (alpha 0.05, "
+            "Holm), with a 95% Wilson interval; n is samples per side:", "",
+            "| variant | kernel | " + " | ".join(f"n={n}" for n in per_side) + " |",
+            "|---|---|" + "---|" * len(per_side)]
     for name in sorted({key.split("/")[0] for key in results}, key=_order):
-        cells = []
-        for size in sizes:
-            cell = results.get(f"{name}/{size}")
-            cells.append("-" if cell is None else
-                         f"{cell['rate']:.2f} [{cell['ci95'][0]:.2f}, {cell['ci95'][1]:.2f}]")
-        rows.append(f"| {name} | " + " | ".join(cells) + " |")
-    tests = ["mmd", "mmd_word", "flip", "pass_rate", "length", "tokens"]
+        for kernel in KERNELS:
+            cells = []
+            for size in sizes:
+                cell = results.get(f"{name}/{size}")
+                low, high = cell["ci95"][kernel] if cell else (0, 0)
+                cells.append("-" if cell is None else
+                             f"{cell['rate'][kernel]:.2f} [{low:.2f}, {high:.2f}]")
+            rows.append(f"| {name} | {kernel} | " + " | ".join(cells) + " |")
+    tests = ["mmd_char", "mmd_word", "flip", "pass_rate", "length", "tokens"]
     detail = ["", "Share of trials in which each test alone had p < 0.05 (before "
               "correction):", "", "| variant | n/side | " + " | ".join(tests) + " |",
               "|---|---|" + "---|" * len(tests)]
@@ -309,7 +308,7 @@ async def generate(probes: ProbeSet, reference_pool: int,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=200)
-    parser.add_argument("--permutations", type=int, default=500)
+    parser.add_argument("--permutations", type=int, default=300)
     parser.add_argument("--reference-pool", type=int, default=44,
                         help="answers per sampled probe in the reference pool")
     parser.add_argument("--variant-pool", type=int, default=22,

@@ -80,6 +80,8 @@ class CheckOptions:
     kernel: stats.Unit = "char"
     seed: int | None = None
     """Seeds permutations and sample seeds, for a rerun that repeats itself."""
+    localise: bool = True
+    """Run the per-probe tests that name the probes that moved."""
 
 
 # ---- the two commands ----
@@ -132,7 +134,7 @@ def compare(probes: ProbeSet, reference: Sequence[Sample], fresh: Sequence[Sampl
     drifted = any(test.adjusted < options.alpha for test in route_tests)
 
     probe_results = [ProbeResult(side.probe.id, _probe_tests(side, null_flip_rate))
-                     for side in sides]
+                     for side in sides] if options.localise else []
     _name_moved(probe_results, options.alpha, drifted)
     return DriftReport(route=route, alpha=options.alpha, drifted=drifted,
                        p_value=min(test.adjusted for test in route_tests),
