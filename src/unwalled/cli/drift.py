@@ -62,7 +62,7 @@ def check(route: RouteArgument,
           permutations: Annotated[int, typer.Option(
               min=99, help="Permutations for the MMD p-value.")] = 1000,
           kernel: Annotated[str, typer.Option(
-              help="Hamming kernel over 'char' or 'word' sequences.")] = "char",
+              help="Hamming kernel over 'word' or 'char' sequences.")] = "word",
           seed: Annotated[Optional[int], typer.Option(
               help="Seed sampling and permutations, for a repeatable check.")] = None,
           json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")]

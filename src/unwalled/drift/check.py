@@ -77,7 +77,7 @@ class DriftReport:
 class CheckOptions:
     alpha: float = 0.05
     permutations: int = 1000
-    kernel: stats.Unit = "char"
+    kernel: stats.Unit = "word"
     seed: int | None = None
     """Seeds permutations and sample seeds, for a rerun that repeats itself."""
     localise: bool = True
