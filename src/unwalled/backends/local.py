@@ -85,7 +85,9 @@ class LocalModelRunner:
         return await loop.run_in_executor(self._executor, fn, *args)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        # Wait for a decode in flight (a cancelled caller does not stop it):
+        # freeing the model under it crashes the process.
+        self._executor.shutdown(wait=True, cancel_futures=True)
         if self._llama is not None:
             self._llama.close()
             self._llama = None

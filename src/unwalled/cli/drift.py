@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Awaitable, Callable, Optional, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from unwalled.cli.options import ConfigOption
+
+if TYPE_CHECKING:  # the CLI imports these lazily, to start fast
+    from unwalled.drift import DriftReport, Snapshot
+    from unwalled.runtime import Runtime
+
+Result = TypeVar("Result")
 
 app = typer.Typer(no_args_is_help=True,
                   help="Drift watch: snapshot a route's behaviour, then test fresh "
@@ -41,7 +47,7 @@ def snapshot(route: RouteArgument,
     if samples is not None:
         probe_set = probe_set.with_samples(samples)
 
-    async def run(runtime):  # noqa: ANN001, ANN202
+    async def run(runtime: Runtime) -> Snapshot:
         taken = await take_snapshot(runtime, route, probe_set, seed=seed)
         DriftStore(runtime.ledger).save_snapshot(taken)
         return taken
@@ -79,7 +85,7 @@ def check(route: RouteArgument,
     options = CheckOptions(alpha=alpha, permutations=permutations, kernel=kernel,
                            seed=seed)
 
-    async def run(runtime):  # noqa: ANN001, ANN202
+    async def run(runtime: Runtime) -> DriftReport:
         return await check_route(runtime, DriftStore(runtime.ledger), route, options,
                                  snapshot_id)
 
@@ -122,13 +128,14 @@ def list_(route: Annotated[Optional[str], typer.Argument(
     console.print(runs)
 
 
-def _with_runtime(config: str | None, work):  # noqa: ANN001, ANN202
+def _with_runtime(config: str | None,
+                  work: Callable[[Runtime], Awaitable[Result]]) -> Result:
     """Run ``work(runtime)`` on a fresh runtime, closing it (and its ledger) after."""
     from unwalled.runtime import Runtime
 
     runtime = Runtime.from_config(config)
 
-    async def main():  # noqa: ANN202
+    async def main() -> Result:
         try:
             return await work(runtime)
         finally:
