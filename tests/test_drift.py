@@ -76,7 +76,7 @@ def test_verdicts_take_json_from_messy_text():
     assert judge('Sure! ```json\n{"intent": "lost_card"}\n```', contract).passed
     missing = judge('{"topic": 1}', contract)
     assert not missing.passed and "'intent' is a required property" in missing.violations[0]
-    assert judge("no json here", contract).violations == ["the answer holds no JSON value"]
+    assert judge("no json here", contract).violations == ["the answer is not JSON"]
 
 
 # ---- the comparison, on samples whose answer is known ----
