@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -72,6 +73,25 @@ def make_runtime(raw: dict[str, Any], tmp: Path, backends: dict[str, Any] | None
     if backends:
         runtime.backends.update(backends)
     return runtime
+
+
+@contextlib.contextmanager
+def gateway_on_two_upstreams(tmp: Path, routes: dict[str, Any], **config: Any,
+                             ) -> Iterator[tuple[GatewayServer, ScriptedUpstream,
+                                                 ScriptedUpstream]]:
+    """A gateway whose backend ``oa`` is an OpenAI-format scripted upstream and
+    ``an`` an Anthropic one, serving ``routes`` (more config keys in ``config``);
+    tests script the upstreams."""
+    oa, an = ScriptedUpstream(), ScriptedUpstream()
+    with oa.running() as oa_url, an.running() as an_url:
+        runtime = make_runtime({
+            **config,
+            "backends": {"oa": {"type": "openai", "base_url": oa_url + "/v1"},
+                         "an": {"type": "anthropic", "base_url": an_url}},
+            "routes": routes}, tmp)
+        with GatewayServer(runtime) as server:
+            yield server, oa, an
+        runtime.ledger.close()
 
 
 @pytest.fixture(scope="session")

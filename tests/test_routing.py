@@ -131,7 +131,7 @@ async def test_circuit_opens_after_failures_and_skips_the_target():
         await router.complete("r", REQUEST, attempts)
     assert len(broken.requests) == 2  # the third call never reached it
     assert [a.outcome for a in attempts] == ["circuit_open", "ok"]
-    assert router.breakers["r"].state("a/m") == "open"
+    assert await router.breakers["r"].state("a/m") == "open"
 
 
 async def test_half_open_circuit_lets_one_trial_through_and_closes_on_success():
@@ -139,12 +139,12 @@ async def test_half_open_circuit_lets_one_trial_through_and_closes_on_success():
 
     now = [0.0]
     breaker = CircuitBreaker(failures=1, reset_after=10, clock=lambda: now[0])
-    breaker.failure("t")
-    assert not breaker.allow("t")
+    await breaker.failure("t")
+    assert not await breaker.allow("t")
     now[0] = 11
-    assert breaker.allow("t") and not breaker.allow("t")  # one trial only
-    breaker.success("t")
-    assert breaker.state("t") == "closed" and breaker.allow("t")
+    assert await breaker.allow("t") and not await breaker.allow("t")  # one trial only
+    await breaker.success("t")
+    assert await breaker.state("t") == "closed" and await breaker.allow("t")
 
 
 async def test_unreachable_upstream_is_retryable_and_named():

@@ -15,9 +15,8 @@ import openai
 import orjson
 import pytest
 
-from tests.conftest import GatewayServer, make_runtime
+from tests.conftest import gateway_on_two_upstreams
 from tests.sdk_clients import call_pieces, claude, event_shape, gpt, last_row
-from unwalled.testing import ScriptedUpstream
 
 TOOLS_ANTHROPIC = [
     {"name": "lookup", "description": "Find a record.", "input_schema": {
@@ -49,20 +48,13 @@ EXPECTED_CALLS = [("lookup", {"q": "alpha beta gamma"}),
 def gateway(tmp_path_factory):
     """Routes ``oa`` (an OpenAI-format upstream) and ``an`` (an Anthropic one).
     Each test sets the scripts it needs."""
-    tmp_path = tmp_path_factory.mktemp("translation")
-    oa, an = ScriptedUpstream(), ScriptedUpstream()
-    with oa.running() as oa_url, an.running() as an_url:
-        runtime = make_runtime({
-            # These tests compare what reaches the upstream with what was sent, so
-            # the input shield's spotlighting (on by default) is turned off here.
-            "shield": {"spotlight": False},
-            "backends": {"oa": {"type": "openai", "base_url": oa_url + "/v1"},
-                         "an": {"type": "anthropic", "base_url": an_url}},
-            "routes": {"oa": {"targets": ["oa/up-model"], "retries": 0},
-                       "an": {"targets": ["an/up-model"], "retries": 0}}}, tmp_path)
-        with GatewayServer(runtime) as server:
-            yield server, oa, an
-        runtime.ledger.close()
+    # These tests compare what reaches the upstream with what was sent, so the
+    # input shield's spotlighting (on by default) is turned off here.
+    with gateway_on_two_upstreams(tmp_path_factory.mktemp("translation"), {
+            "oa": {"targets": ["oa/up-model"], "retries": 0},
+            "an": {"targets": ["an/up-model"], "retries": 0}},
+            shield={"spotlight": False}) as running:
+        yield running
 
 
 # ---- Anthropic ingress -> OpenAI-format upstream ----

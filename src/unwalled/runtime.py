@@ -88,7 +88,7 @@ class Runtime:
         except BaseException as exc:  # the client went away mid-stream
             self.record_failure(route, request, info, attempts,
                                 UnwalledError(f"stream ended early: {type(exc).__name__}"),
-                                stream=True, status=499)
+                                stream=True, status=CLIENT_LEFT)
             raise
         from unwalled.backends.base import collect
 
@@ -133,7 +133,7 @@ class Runtime:
         record = Record(
             id=info.request_id, ingress=info.ingress, route=route,
             status=status or error.status,
-            outcome="rejected" if (status or error.status) < 500 else "error",
+            outcome=_outcome(status or error.status),
             latency_ms=(time.perf_counter() - info.started) * 1000,
             target=attempts[-1].target if attempts else None, stream=stream,
             error=error.message[:2000], error_code=error.code, key_id=info.key_id,
@@ -168,8 +168,19 @@ class Runtime:
     async def close(self) -> None:
         for backend in self.backends.values():
             await backend.close()
+        await self.router.close()
         if self.ledger is not None:
             self.ledger.close()
+
+
+CLIENT_LEFT = 499
+"""The status recorded when the client went away before its answer was done."""
+
+
+def _outcome(status: int) -> str:
+    if status == CLIENT_LEFT:
+        return "cancelled"  # neither refused nor failed: nobody was left to answer
+    return "rejected" if status < 500 else "error"
 
 
 def _attempt(a: Attempt) -> AttemptRecord:

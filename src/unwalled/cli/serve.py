@@ -18,6 +18,7 @@ def register(app: typer.Typer) -> None:
               ) -> None:
         """Serve the OpenAI- and Anthropic-compatible gateway."""
         from unwalled.gateway import serve as run
+        from unwalled.ledger.store import safe_url
         from unwalled.runtime import Runtime
 
         runtime = Runtime.from_config(config)
@@ -25,5 +26,5 @@ def register(app: typer.Typer) -> None:
         port = port if port is not None else runtime.config.server.port
         routes = ", ".join(runtime.config.routes)
         typer.echo(f"unwalled: serving routes [{routes}] on http://{host}:{port}/v1 "
-                   f"(ledger: {runtime.config.ledger.url})", err=True)
+                   f"(ledger: {safe_url(runtime.config.ledger.url)})", err=True)
         run(runtime, host, port, log_level=log_level)

@@ -5,6 +5,7 @@
     GET  /v1/models             the routes, as models
     GET  /healthz               liveness and readiness
     GET  /metrics               Prometheus
+    GET  /openapi.json          this API's OpenAPI description
 
 A request names a route as its ``model``. Errors come back in the ingress's own
 error format with the right status, and every request reaches the ledger.
@@ -13,8 +14,11 @@ error format with the right status, and every request reaches the ledger.
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
 import orjson
@@ -35,6 +39,7 @@ from unwalled.protocols import anthropic as anthropic_wire
 from unwalled.protocols import openai as openai_wire
 from unwalled.runtime import CallInfo, Runtime
 
+log = logging.getLogger("unwalled.gateway")
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
@@ -85,7 +90,8 @@ class Gateway:
             held = await self.guard.admit(key, http, info, parsed.route,
                                           self.runtime.router.route(parsed.route),
                                           parsed.request)
-        except UnwalledError as error:
+        except Exception as exc:
+            error = _as_unwalled(exc)
             self.reject(info, error, route if isinstance(route, str) else None,
                         parsed.request if parsed else None)
             return wire.error_response(error)
@@ -162,6 +168,10 @@ class Gateway:
         return Response(self.metrics.render(),
                         media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    async def openapi(self, http: Request) -> Response:
+        routes = tuple(self.runtime.config.routes)
+        return Response(openapi_document(routes), media_type="application/json")
+
 
 async def _chain(first: Delta, rest: AsyncIterator[Delta]) -> AsyncIterator[Delta]:
     yield first
@@ -221,6 +231,30 @@ ANTHROPIC = Wire(
     error_response=anthropic_error)
 
 
+def _as_unwalled(exc: Exception) -> UnwalledError:
+    """Our own errors as they are; anything else is a bug, still answered in the
+    ingress's format and recorded, so no request escapes the ledger."""
+    if isinstance(exc, UnwalledError):
+        return exc
+    log.exception("unexpected error while reading a request")
+    return UnwalledError(f"internal error while reading the request "
+                         f"({type(exc).__name__}); it has been logged.")
+
+
+@functools.cache
+def openapi_document(routes: tuple[str, ...]) -> bytes:
+    """The gateway's OpenAPI description (YAML beside this module), naming this
+    gateway's routes as the values ``model`` takes."""
+    import yaml
+
+    text = (Path(__file__).parent / "openapi.yaml").read_text(encoding="utf-8")
+    document = yaml.safe_load(text)
+    schemas = document["components"]["schemas"]
+    for request in ("ChatRequest", "MessagesRequest"):
+        schemas[request]["properties"]["model"]["enum"] = list(routes)
+    return orjson.dumps(document)
+
+
 def create_app(runtime: Runtime) -> Starlette:
     gateway = Gateway(runtime)
     watch = _drift_watch(runtime, gateway)
@@ -250,6 +284,7 @@ def create_app(runtime: Runtime) -> Starlette:
         Route("/v1/models", gateway.models, methods=["GET"]),
         Route("/healthz", gateway.healthz, methods=["GET"]),
         Route("/metrics", gateway.metrics_endpoint, methods=["GET"]),
+        Route("/openapi.json", gateway.openapi, methods=["GET"]),
     ], lifespan=lifespan)
     app.state.gateway = gateway
     app.state.drift_watch = watch

@@ -26,6 +26,9 @@ from unwalled.ledger import schema
 log = logging.getLogger("unwalled.ledger")
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK = 0x756E77616C6C6564  # "unwalled": one advisory lock for migrations
+RETRY_DELAYS = (0.0, 0.1, 0.5, 2.0)
+"""Seconds before each try of a batch: a database restart should lose nothing."""
 
 
 @dataclass(slots=True)
@@ -46,7 +49,7 @@ class Record:
     ingress: str
     route: str | None
     status: int
-    outcome: str  # "ok", "error", "rejected"
+    outcome: str  # "ok", "error", "rejected", "cancelled" (the client left)
     latency_ms: float
     ts: float = field(default_factory=time.time)
     target: str | None = None
@@ -99,8 +102,13 @@ def engine_for(url: str) -> Engine:
     """An engine for the ledger URL, with SQLite set up for concurrent readers."""
     try:
         engine = create_engine(url, future=True, pool_pre_ping=True)
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"the driver for ledger URL {safe_url(url)!r} is not "
+                          f"installed ({exc}).", key="ledger.url",
+                          fix="for PostgreSQL: pip install 'unwalled[scale]'.") from exc
     except Exception as exc:
-        raise ConfigError(f"cannot use ledger URL {url!r}: {exc}", key="ledger.url",
+        raise ConfigError(f"cannot use ledger URL {safe_url(url)!r}: {exc}",
+                          key="ledger.url",
                           fix="use e.g. 'sqlite:///unwalled-ledger.db' or "
                               "'postgresql+psycopg://user@host/db'.") from exc
     if engine.dialect.name == "sqlite":
@@ -122,6 +130,10 @@ def migrate(engine: Engine) -> None:
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Replicas starting at once must not run one migration twice.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                               {"key": MIGRATION_LOCK})
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "head")
 
@@ -135,13 +147,15 @@ class Ledger:
             try:
                 migrate(self.engine)
             except Exception as exc:
-                raise ConfigError(f"cannot open the ledger at {_safe(url)}: {exc}",
+                raise ConfigError(f"cannot open the ledger at {safe_url(url)}: {exc}",
                                   key="ledger.url",
                                   fix="check that the database is reachable and "
                                       "writable.") from exc
         style = self.engine.dialect.paramstyle
         self._insert_requests = _insert_sql("requests", REQUEST_COLUMNS, style)
         self._insert_attempts = _insert_sql("attempts", ATTEMPT_COLUMNS, style)
+        # PostgreSQL refuses NUL characters in text, and a client can send them.
+        self._text_without_nul = self.engine.dialect.name == "postgresql"
         self.batch_size = batch_size
         self.interval = interval
         # A deque and a timed wake-up instead of a queue: the request path only
@@ -180,26 +194,39 @@ class Ledger:
                 return
 
     def _write(self, batch: list[Record]) -> None:
+        if self._insert(batch, RETRY_DELAYS):
+            lost = []
+        elif len(batch) == 1:
+            lost = batch
+        else:
+            # One bad record must not take its whole batch down with it.
+            lost = [r for r in batch if not self._insert([r], (0.0,))]
+        if lost:
+            self._failed += len(lost)
+            log.error("ledger dropped %d records after retries", len(lost))
+        with self._done:
+            self._written += len(batch)
+            self._done.notify_all()
+
+    def _insert(self, batch: list[Record], delays: tuple[float, ...]) -> bool:
+        """Insert records and their attempts in one transaction; True if it held."""
         rows = [r.values() for r in batch]
         tries = [(r.id, i, a.target, a.outcome, a.latency_ms, a.error, a.error_code,
                   a.upstream_status) for r in batch for i, a in enumerate(r.attempts)]
-        for delay in (0.0, 0.1, 0.5, 2.0):
+        if self._text_without_nul:
+            rows, tries = _without_nul(rows), _without_nul(tries)
+        for delay in delays:
             time.sleep(delay)
             try:
                 with self.engine.begin() as conn:
                     conn.exec_driver_sql(self._insert_requests, rows)
                     if tries:
                         conn.exec_driver_sql(self._insert_attempts, tries)
-                break
+                return True
             except Exception as exc:  # keep trying: losing records is worse
                 log.warning("ledger write of %d records failed: %s", len(rows),
                             type(exc).__name__)
-        else:
-            self._failed += len(batch)
-            log.error("ledger dropped %d records after retries", len(batch))
-        with self._done:
-            self._written += len(batch)
-            self._done.notify_all()
+        return False
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every record queued so far is written. True if it got there."""
@@ -258,6 +285,11 @@ class Ledger:
             return [_plain(r) for r in conn.execute(text(sql), params)]
 
 
+def _without_nul(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    return [tuple(v.replace("\x00", "\ufffd") if isinstance(v, str) else v
+                  for v in row) for row in rows]
+
+
 def _plain(row: Any) -> dict[str, Any]:
     """A result row as a dict with plain ``str`` keys (JSON encoders want them)."""
     return {str(key): value for key, value in row._mapping.items()}
@@ -283,7 +315,7 @@ def _percentile(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def _safe(url: str) -> str:
+def safe_url(url: str) -> str:
     """The URL without its password, for messages."""
     from sqlalchemy.engine import make_url
 

@@ -21,7 +21,7 @@ from unwalled.backends.base import (
     ChatRequest, ChatResponse, Delta, Message, Tool, ToolCall, ToolCallDelta, Usage,
 )
 from unwalled.errors import BackendProtocolError, RequestError, UnwalledError
-from unwalled.protocols.common import check_tool_choice
+from unwalled.protocols.common import check_tool_choice, checked_tool
 from unwalled.protocols.sse import encode
 
 STOP_TO_FINISH = {"end_turn": "stop", "max_tokens": "length", "stop_sequence": "stop",
@@ -159,11 +159,14 @@ class StreamReader:
         return [delta] if delta is not None else []
 
     def _on_error(self, raw: dict[str, Any]) -> Delta | None:
-        error = raw.get("error") or {}
+        error = raw.get("error")
+        error = error if isinstance(error, dict) else {"message": str(error or "")}
+        kind = error.get("type")
         raise BackendProtocolError(
-            f"upstream stream reported {error.get('type', 'an error')}: "
+            f"upstream stream reported {kind or 'an error'}: "
             f"{error.get('message', '')}", target=self.target,
-            retryable=error.get("type") in ("overloaded_error", "api_error"))
+            retryable=isinstance(kind, str) and kind in ("overloaded_error",
+                                                         "api_error"))
 
     def _on_message_start(self, raw: dict[str, Any]) -> Delta | None:
         usage = (raw.get("message") or {}).get("usage") or {}
@@ -285,18 +288,22 @@ def parse_request(body: Any) -> Ingress:
     return Ingress(route, request, stream)
 
 
-def _system_text(system: Any) -> str:
+def _system_text(system: Any, param: str = "system") -> str:
     if system is None or isinstance(system, str):
         return system or ""
     if isinstance(system, list):
-        return "\n\n".join(b.get("text", "") for b in system
-                           if isinstance(b, dict) and b.get("type") == "text")
-    raise _bad("'system' must be a string or a list of text blocks.", "system")
+        texts = [b.get("text", "") for b in system
+                 if isinstance(b, dict) and b.get("type") == "text"]
+        if all(isinstance(text, str) for text in texts):
+            return "\n\n".join(texts)
+    raise _bad(f"'{param}' must be a string or a list of text blocks "
+               "({type: text, text: string}).", param)
 
 
 def _parse_turn(turn: Any, i: int) -> list[Message]:
     where = f"messages[{i}]"
-    if not isinstance(turn, dict) or turn.get("role") not in ("user", "assistant"):
+    role = turn.get("role") if isinstance(turn, dict) else None
+    if not isinstance(role, str) or role not in ("user", "assistant"):
         raise _bad(f"{where} needs role 'user' or 'assistant'.", f"{where}.role")
     role, content = turn["role"], turn.get("content")
     if isinstance(content, str):
@@ -313,10 +320,9 @@ def _parse_turn(turn: Any, i: int) -> list[Message]:
             calls.append(ToolCall(id=str(block.get("id", "")), name=str(block.get("name")),
                                   arguments=orjson.dumps(block.get("input", {})).decode()))
         elif kind == "tool_result":
+            result = _system_text(block.get("content"), f"{where}.content[{j}].content")
             results.append(Message(role="tool", tool_call_id=str(block.get("tool_use_id")),
-                                   content=_system_text(block.get("content"))
-                                   if not isinstance(block.get("content"), str)
-                                   else block["content"]))
+                                   content=result))
         else:
             raise _bad(f"{where}.content[{j}]: block type {kind!r} is not supported; "
                        "use text, tool_use or tool_result.", f"{where}.content")
@@ -344,18 +350,22 @@ def _parse_tools(raw: Any) -> list[Tool] | None:
     for i, item in enumerate(raw):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise _bad(f"tools[{i}] needs a 'name' and an 'input_schema'.", f"tools[{i}]")
-        tools.append(Tool(name=item["name"], description=item.get("description", ""),
-                          parameters=item.get("input_schema") or {}))
+        tools.append(checked_tool(item["name"], item.get("description"),
+                                  item.get("input_schema"), f"tools[{i}]",
+                                  "input_schema"))
     return tools or None
 
 
 def _openai_tool_choice(choice: Any) -> Any:
-    if not isinstance(choice, dict):
+    if choice is None:
         return None
-    kind = choice.get("type")
-    if kind == "tool":
-        return {"type": "function", "function": {"name": choice.get("name")}}
-    return {"auto": "auto", "any": "required", "none": "none"}.get(kind)
+    kind = choice.get("type") if isinstance(choice, dict) else None
+    if kind == "tool" and isinstance(choice.get("name"), str):
+        return {"type": "function", "function": {"name": choice["name"]}}
+    if isinstance(kind, str) and kind in ("auto", "any", "none"):
+        return {"auto": "auto", "any": "required", "none": "none"}[kind]
+    raise _bad("'tool_choice' must be {type: auto|any|none} or {type: tool, name}.",
+               "tool_choice")
 
 
 def _opt_number(body: dict[str, Any], key: str) -> float | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from unwalled.backends.base import ChatRequest
+from unwalled.backends.base import ChatRequest, Tool
 from unwalled.errors import RequestError
 
 TOOL_CHOICE_WORDS = ("auto", "none", "required")
@@ -25,3 +25,14 @@ def check_tool_choice(request: ChatRequest, param: str = "tool_choice") -> None:
         raise RequestError(f"'{param}' names the tool {name!r}, which is not in "
                            f"'tools' ({', '.join(known) or 'none given'}). Name one "
                            "of the tools you send.", param=param)
+
+
+def checked_tool(name: str, description: Any, schema: Any, where: str,
+                 schema_key: str) -> Tool:
+    """A ``Tool``, or a 400 naming the field when a client sent the wrong types."""
+    description = description or ""
+    schema = schema or {}
+    if not isinstance(description, str) or not isinstance(schema, dict):
+        raise RequestError(f"{where}: 'description' must be a string and "
+                           f"'{schema_key}' a JSON Schema object.", param=where)
+    return Tool(name=name, description=description, parameters=schema)

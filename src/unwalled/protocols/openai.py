@@ -17,7 +17,7 @@ from unwalled.backends.base import (
     ChatRequest, ChatResponse, Delta, Message, Tool, ToolCall, ToolCallDelta, Usage,
 )
 from unwalled.errors import BackendProtocolError, RequestError, UnwalledError
-from unwalled.protocols.common import check_tool_choice
+from unwalled.protocols.common import check_tool_choice, checked_tool
 from unwalled.protocols.sse import encode
 
 ROLES = {"system", "developer", "user", "assistant", "tool"}
@@ -75,16 +75,26 @@ def _parse_message(raw: Any, i: int) -> Message:
     if not isinstance(raw, dict):
         raise _bad(f"{where} must be an object with 'role' and 'content'.", where)
     role = raw.get("role")
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:
         raise _bad(f"{where}.role must be one of {sorted(ROLES)}, not {role!r}.",
                    f"{where}.role")
     calls = None
     if raw.get("tool_calls"):
+        if not isinstance(raw["tool_calls"], list):
+            raise _bad(f"{where}.tool_calls must be a list.", f"{where}.tool_calls")
         calls = [_parse_tool_call(c, f"{where}.tool_calls[{j}]")
                  for j, c in enumerate(raw["tool_calls"])]
     return Message(role="system" if role == "developer" else role,
                    content=_content(raw.get("content"), where), tool_calls=calls,
-                   tool_call_id=raw.get("tool_call_id"), name=raw.get("name"))
+                   tool_call_id=_text(raw, "tool_call_id", where),
+                   name=_text(raw, "name", where))
+
+
+def _text(raw: dict[str, Any], key: str, where: str) -> str | None:
+    value = raw.get(key)
+    if value is not None and not isinstance(value, str):
+        raise _bad(f"{where}.{key} must be a string.", f"{where}.{key}")
+    return value
 
 
 def _content(content: Any, where: str) -> str | None:
@@ -123,9 +133,9 @@ def _tools(raw: Any) -> list[Tool] | None:
         if not isinstance(function, dict) or not isinstance(function.get("name"), str):
             raise _bad(f"tools[{i}] needs type 'function' and function.name.",
                        f"tools[{i}]")
-        tools.append(Tool(name=function["name"],
-                          description=function.get("description", "") or "",
-                          parameters=function.get("parameters") or {}))
+        tools.append(checked_tool(function["name"], function.get("description"),
+                                  function.get("parameters"), f"tools[{i}].function",
+                                  "parameters"))
     return tools or None
 
 
@@ -134,7 +144,8 @@ def _response_format(raw: Any, request: ChatRequest) -> None:
         return
     kind = raw.get("type") if isinstance(raw, dict) else None
     if kind == "json_schema":
-        schema = (raw.get("json_schema") or {}).get("schema")
+        wrapper = raw.get("json_schema")
+        schema = wrapper.get("schema") if isinstance(wrapper, dict) else None
         if not isinstance(schema, dict):
             raise _bad("response_format.json_schema.schema must be an object.",
                        "response_format")

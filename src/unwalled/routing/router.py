@@ -23,7 +23,7 @@ from unwalled.errors import (
     BackendError, BackendTimeout, EgressError, LimitExceededError, RoutingError,
     UnknownRouteError,
 )
-from unwalled.routing.breaker import CircuitBreaker
+from unwalled.routing.breaker import Breaker, build_breakers
 
 
 @dataclass(slots=True)
@@ -47,8 +47,11 @@ class Router:
         self.config = config
         self.backends = backends
         self.sleep = sleep
-        self.breakers = {name: CircuitBreaker(r.breaker.failures, r.breaker.reset_after)
-                         for name, r in config.routes.items()}
+        self.breakers, self._shared_state = build_breakers(config)
+
+    async def close(self) -> None:
+        if self._shared_state is not None:
+            await self._shared_state.aclose()
 
     def add_route(self, name: str, route: RouteConfig) -> None:
         """Add a route at run time (audits give each audited target its own)."""
@@ -109,7 +112,7 @@ class Router:
             timeout = target.timeout or route.timeout
             tries = 1 + (route.retries if target.retries is None else target.retries)
             for attempt_no in range(tries):
-                if not breaker.allow(target.target):
+                if not await breaker.allow(target.target):
                     attempts.append(Attempt(target.target, "circuit_open",
                                             error="circuit open: target skipped"))
                     break
@@ -137,9 +140,9 @@ class Router:
                 async with asyncio.timeout(current.timeout):
                     response = await current.backend.complete(request, current.model)
             except (BackendError, TimeoutError) as exc:
-                current.fail(exc)
+                await current.fail(exc)
                 continue
-            current.succeed()
+            await current.succeed()
             return response
         raise AssertionError("unreachable: _tries raises when it runs out")
 
@@ -156,7 +159,7 @@ class Router:
                 first = Delta(finish_reason="stop")
             except (BackendError, TimeoutError) as exc:
                 await _aclose(pieces)
-                current.fail(exc)
+                await current.fail(exc)
                 continue
             # Committed to this target: the client is about to see its answer.
             try:
@@ -169,13 +172,13 @@ class Router:
                         break
                     yield piece
             except (BackendError, TimeoutError) as exc:
-                error = current.fail(exc)
+                error = await current.fail(exc)
                 raise RoutingError(
                     f"route {route_name!r}: the stream from {current.attempt.target} "
                     f"broke off: {error.message}", attempts=attempts, last=error) from None
             finally:
                 await _aclose(pieces)
-            current.succeed()
+            await current.succeed()
             return
 
 
@@ -183,7 +186,7 @@ class Try:
     """One try in progress: where to send it, and how it ended."""
 
     def __init__(self, attempt: Attempt, backend: Backend, model: str, timeout: float,
-                 breaker: CircuitBreaker) -> None:
+                 breaker: Breaker) -> None:
         self.attempt = attempt
         self.backend = backend
         self.model = model
@@ -192,11 +195,11 @@ class Try:
         self.error: BackendError | None = None
         self.started = time.perf_counter()
 
-    def succeed(self) -> None:
+    async def succeed(self) -> None:
         self.attempt.latency_ms = (time.perf_counter() - self.started) * 1000
-        self.breaker.success(self.attempt.target)
+        await self.breaker.success(self.attempt.target)
 
-    def fail(self, exc: BaseException) -> BackendError:
+    async def fail(self, exc: BaseException) -> BackendError:
         error = _as_backend_error(exc, self.attempt.target, self.timeout)
         self.error = error
         attempt = self.attempt
@@ -204,7 +207,7 @@ class Try:
         attempt.upstream_status = error.upstream_status
         attempt.latency_ms = (time.perf_counter() - self.started) * 1000
         if error.retryable:
-            self.breaker.failure(attempt.target)
+            await self.breaker.failure(attempt.target)
         return error
 
 

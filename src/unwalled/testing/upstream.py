@@ -22,7 +22,9 @@ cut before its end), ``reset`` (connection dropped), ``omit_usage``,
 ``write_size`` (stream bytes written in pieces of this size, whatever the event
 boundaries), ``usage`` (``{prompt_tokens, completion_tokens}``).
 
-Run one from a shell: ``python -m unwalled.testing.upstream --port 9000 --text hi``.
+Run one from a shell: ``python -m unwalled.testing.upstream --port 9000 --text hi``,
+or with ``--script steps.json --cycle`` to play a list of steps (faults
+included) over and over, e.g. under a soak test.
 """
 
 from __future__ import annotations
@@ -41,9 +43,11 @@ Step = dict[str, Any]
 
 
 class ScriptedUpstream:
-    def __init__(self, script: list[Any] | None = None) -> None:
+    def __init__(self, script: list[Any] | None = None, *, cycle: bool = False) -> None:
         self.script: list[Step] = [s if isinstance(s, dict) else {"text": s}
                                    for s in (script or [{"text": "ok"}])]
+        self.cycle = cycle
+        """Start the script over at its end instead of repeating the last step."""
         self.requests: list[dict[str, Any]] = []
         """Every request body received, in order."""
         self.headers: list[dict[str, str]] = []
@@ -55,7 +59,10 @@ class ScriptedUpstream:
 
     def step(self) -> Step:
         with self._lock:
-            step = self.script[min(self._next, len(self.script) - 1)]
+            if self.cycle:
+                step = self.script[self._next % len(self.script)]
+            else:
+                step = self.script[min(self._next, len(self.script) - 1)]
             self._next += 1
             return step
 
@@ -69,7 +76,8 @@ class ScriptedUpstream:
     # ---- the server ----
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app = web.Application(client_max_size=16 * 1024 * 1024,
+                              middlewares=[_quiet_when_client_leaves])
         app.router.add_post("/v1/chat/completions", self._openai)
         app.router.add_post("/chat/completions", self._openai)
         app.router.add_post("/v1/messages", self._anthropic)
@@ -286,6 +294,15 @@ class ScriptedUpstream:
         await response.write_eof()
 
 
+@web.middleware
+async def _quiet_when_client_leaves(request: web.Request, handler: Any) -> Any:
+    try:
+        return await handler(request)
+    except ConnectionResetError:
+        # The client gave up (a gateway's timeout, say): nobody is left to answer.
+        raise asyncio.CancelledError from None
+
+
 def _frame(data: dict[str, Any], event: str | None = None) -> bytes:
     head = f"event: {event}\n".encode() if event else b""
     return head + b"data: " + orjson.dumps(data) + b"\n\n"
@@ -324,8 +341,15 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--text", default="ok", help="The fixed answer.")
+    parser.add_argument("--script", help="A JSON file holding a list of steps.")
+    parser.add_argument("--cycle", action="store_true",
+                        help="Start the script over at its end.")
     args = parser.parse_args()
-    upstream = ScriptedUpstream([{"text": args.text}])
+    steps = [{"text": args.text}]
+    if args.script:
+        with open(args.script, "rb") as file:
+            steps = orjson.loads(file.read())
+    upstream = ScriptedUpstream(steps, cycle=args.cycle)
     upstream.requests = _Discard()  # a long-running server keeps no history
     upstream.headers = _Discard()
     try:
