@@ -192,12 +192,8 @@ def build_breakers(config: Config) -> tuple[dict[str, Breaker], Any]:
     if not url:
         return {name: CircuitBreaker(r.breaker.failures, r.breaker.reset_after)
                 for name, r in config.routes.items()}, None
-    try:
-        import redis.asyncio
-    except ModuleNotFoundError as exc:
-        raise ConfigError("state.redis_url is set but the redis client is not "
-                          "installed.", file=config.source, key="state.redis_url",
-                          fix="pip install 'unwalled[scale]'.") from exc
+    import redis.asyncio
+
     try:
         client = redis.asyncio.Redis.from_url(url, socket_timeout=2,
                                               socket_connect_timeout=2)
