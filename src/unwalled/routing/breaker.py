@@ -118,8 +118,6 @@ if now - tonumber(opened) >= tonumber(ARGV[1]) then return 'half-open' end
 return 'open'
 """
 
-FORGET_AFTER_MS = 24 * 3600 * 1000
-"""A target's failure count is dropped after a day without failures."""
 
 
 class RedisCircuitBreaker:
@@ -138,6 +136,9 @@ class RedisCircuitBreaker:
         self.redis = redis
         self.threshold = failures
         self.reset_ms = int(reset_after * 1000)
+        # Failures long past are not "in a row" any more: a target's state is
+        # dropped after ten reset periods (at least a minute) without a failure.
+        self.forget_ms = max(10 * self.reset_ms, 60_000)
         self.prefix = f"{prefix}:{route}"
         self._allow = redis.register_script(_ALLOW)
         self._failure = redis.register_script(_FAILURE)
@@ -172,7 +173,7 @@ class RedisCircuitBreaker:
         self._clean.discard(target)
         try:
             await self._failure(keys=[self.key(target)],
-                                args=[self.threshold, FORGET_AFTER_MS])
+                                args=[self.threshold, self.forget_ms])
         except Exception as exc:
             _unreachable("failure", exc)
 
