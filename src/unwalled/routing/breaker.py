@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
-from unwalled.config import Config
+from unwalled.config import Config, RouteConfig
 from unwalled.errors import ConfigError
 
 log = logging.getLogger("unwalled.breaker")
@@ -189,19 +189,30 @@ def _unreachable(step: str, exc: Exception) -> None:
 
 def build_breakers(config: Config) -> tuple[dict[str, Breaker], Any]:
     """One breaker per route, and the Redis client behind them (or None)."""
+    client = shared_state(config)
+    return {name: breaker_for(name, route, client)
+            for name, route in config.routes.items()}, client
+
+
+def breaker_for(name: str, route: RouteConfig, client: Any) -> Breaker:
+    """The breaker of one route: in Redis when there is a client, else in memory."""
+    if client is None:
+        return CircuitBreaker(route.breaker.failures, route.breaker.reset_after)
+    return RedisCircuitBreaker(client, name, route.breaker.failures,
+                               route.breaker.reset_after)
+
+
+def shared_state(config: Config) -> Any:
+    """The Redis client for ``state.redis_url``, or None when it is unset."""
     url = config.state.redis_url
     if not url:
-        return {name: CircuitBreaker(r.breaker.failures, r.breaker.reset_after)
-                for name, r in config.routes.items()}, None
+        return None
     import redis.asyncio
 
     try:
-        client = redis.asyncio.Redis.from_url(url, socket_timeout=2,
-                                              socket_connect_timeout=2)
+        return redis.asyncio.Redis.from_url(url, socket_timeout=2,
+                                            socket_connect_timeout=2)
     except ValueError as exc:
         raise ConfigError(f"cannot use Redis URL: {exc}", file=config.source,
                           key="state.redis_url",
                           fix="use e.g. 'redis://127.0.0.1:6379/0'.") from exc
-    return {name: RedisCircuitBreaker(client, name, r.breaker.failures,
-                                      r.breaker.reset_after)
-            for name, r in config.routes.items()}, client

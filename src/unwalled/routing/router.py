@@ -23,7 +23,7 @@ from unwalled.errors import (
     BackendError, BackendTimeout, EgressError, LimitExceededError, RoutingError,
     UnknownRouteError,
 )
-from unwalled.routing.breaker import Breaker, build_breakers
+from unwalled.routing.breaker import Breaker, breaker_for, build_breakers
 
 
 @dataclass(slots=True)
@@ -56,8 +56,7 @@ class Router:
     def add_route(self, name: str, route: RouteConfig) -> None:
         """Add a route at run time (audits give each audited target its own)."""
         self.config.routes[name] = route
-        self.breakers[name] = CircuitBreaker(route.breaker.failures,
-                                             route.breaker.reset_after)
+        self.breakers[name] = breaker_for(name, route, self._shared_state)
 
     def route(self, name: str) -> RouteConfig:
         try:
