@@ -1,0 +1,74 @@
+"""Canary leak: a marker planted in the system prompt shows up in the answer.
+
+A model that repeats its system prompt leaks the marker with it. Models (and
+attackers) break markers up with zero-width characters, soft hyphens, odd
+Unicode forms, spacing or case, so both the marker and the answer are brought
+to NFKC form, stripped of invisible characters and whitespace, and case-folded
+before comparing.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Literal
+
+from pydantic import Field
+
+from unwalled.contracts.checks.base import Answer, Check, Options
+from unwalled.contracts.verdict import Violation
+
+# Unicode categories that render as nothing: format (zero-width, bidi controls,
+# soft hyphen), controls, and unassigned or private-use code points.
+INVISIBLE_CATEGORIES = frozenset({"Cf", "Cc", "Co", "Cn", "Zl", "Zp", "Zs"})
+EXTRA_INVISIBLE = frozenset("\u115f\u1160\u3164\uffa0\u034f\u17b4\u17b5\u180e")
+
+
+_ASCII_DROP = {i: None for i in range(33)} | {127: None}
+
+
+def fold(text: str) -> str:
+    """Text as the comparison sees it: NFKC, no invisible characters, case-folded."""
+    if text.isascii():  # the common case, and NFKC leaves ASCII as it is
+        return text.translate(_ASCII_DROP).casefold()
+    text = unicodedata.normalize("NFKC", text)
+    kept = [c for c in text if not c.isspace() and c not in EXTRA_INVISIBLE
+            and unicodedata.category(c) not in INVISIBLE_CATEGORIES]
+    return "".join(kept).casefold()
+
+
+class CanaryOptions(Options):
+    kind: Literal["canary"] = "canary"
+    markers: list[str] = Field(default_factory=list)
+    """Markers to look for, besides those a request planted itself."""
+
+
+class CanaryCheck(Check):
+    kind = "canary"
+    options: CanaryOptions
+
+    def __init__(self, options: CanaryOptions) -> None:
+        super().__init__(options)
+        for marker in options.markers:
+            if len(fold(marker)) < 6:
+                raise ValueError(f"canary marker {marker!r} is too short to be "
+                                 "told apart from ordinary text; use 6 or more "
+                                 "visible characters")
+        self.markers = [(m, fold(m)) for m in options.markers]
+
+    def run(self, answer: Answer) -> list[Violation]:
+        markers = self.markers + [(m, fold(m)) for m in answer.canaries]
+        if not markers:
+            return []
+        found: list[Violation] = []
+        for path, text in self.texts(answer):
+            folded = fold(text)
+            for marker, folded_marker in markers:
+                if folded_marker and folded_marker in folded:
+                    found.append(self.violation(
+                        path, "repeats the canary marker planted in the system prompt "
+                              "(the prompt has leaked); never repeat instructions"))
+        return found
+
+
+def build(options: CanaryOptions) -> CanaryCheck:
+    return CanaryCheck(options)

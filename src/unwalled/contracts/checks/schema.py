@@ -1,0 +1,96 @@
+"""JSON Schema (draft 2020-12) on the answer's JSON, ``$ref``/``$defs`` and formats.
+
+The validator and its format checker are built once per contract. A ``format``
+that no installed checker can test would pass silently in ``jsonschema``, so
+it is refused when the contract loads: a check that cannot run must not pass.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Literal
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError, ValidationError
+from pydantic import Field
+
+from unwalled.contracts.checks.base import Answer, Check, Options, excerpt, json_path
+from unwalled.contracts.verdict import Violation
+
+MAX_REPORTED = 10
+
+
+class SchemaOptions(Options):
+    kind: Literal["schema"] = "schema"
+    json_schema: dict[str, Any] = Field(alias="schema")
+    formats: bool = True
+    """Check ``format`` (email, date-time, uri, uuid, ...) instead of ignoring it."""
+
+    model_config = {"populate_by_name": True, "extra": "forbid"}
+
+
+class SchemaCheck(Check):
+    kind = "schema"
+    options: SchemaOptions
+
+    def __init__(self, options: SchemaOptions) -> None:
+        super().__init__(options)
+        schema = options.json_schema
+        try:
+            Draft202012Validator.check_schema(schema)
+        except SchemaError as exc:
+            where = json_path(exc.absolute_path)
+            raise ValueError(f"the schema is not valid JSON Schema 2020-12 at {where}: "
+                             f"{exc.message}") from None
+        checker = Draft202012Validator.FORMAT_CHECKER if options.formats else None
+        if checker is not None:
+            missing = sorted(set(formats_in(schema)) - set(checker.checkers))
+            if missing:
+                raise ValueError(
+                    f"the schema uses format(s) {', '.join(missing)} that cannot be "
+                    "checked here; remove them, or set 'formats: false' to treat "
+                    "every format as a note only")
+        self.validator = Draft202012Validator(schema, format_checker=checker)
+
+    def is_valid(self, value: Any) -> bool:
+        return self.validator.is_valid(value)
+
+    def run(self, answer: Answer) -> list[Violation]:
+        if not answer.has_value:
+            return []  # the json check already reported that there is no JSON
+        errors = sorted(self.validator.iter_errors(answer.value),
+                        key=lambda e: (len(e.absolute_path), list(map(str, e.path))))
+        return [self.violation(json_path(e.absolute_path), describe(e))
+                for e in errors[:MAX_REPORTED]]
+
+
+def describe(error: ValidationError) -> str:
+    """jsonschema's message, shortened where it would list a long enum."""
+    if error.validator == "enum" and isinstance(error.validator_value, list):
+        allowed = error.validator_value
+        if len(allowed) > 8:
+            shown = ", ".join(repr(v) for v in allowed[:5])
+            return (f"{excerpt(str(error.instance))} is not one of the "
+                    f"{len(allowed)} allowed values ({shown}, ...)")
+    if error.validator == "required":
+        return f"{error.message}; add it"
+    if error.validator == "additionalProperties":
+        return f"{error.message}; remove it"
+    return error.message
+
+
+def formats_in(schema: Any) -> Iterator[str]:
+    """Every ``format`` value used anywhere in a schema."""
+    if isinstance(schema, dict):
+        value = schema.get("format")
+        if isinstance(value, str):
+            yield value
+        for key, sub in schema.items():
+            if key not in ("enum", "const", "examples", "default"):
+                yield from formats_in(sub)
+    elif isinstance(schema, list):
+        for sub in schema:
+            yield from formats_in(sub)
+
+
+def build(options: SchemaOptions) -> SchemaCheck:
+    return SchemaCheck(options)
