@@ -184,6 +184,8 @@ class Config(_Strict):
     routes: dict[str, RouteConfig] = Field(default_factory=dict)
     prices: dict[str, Price] = Field(default_factory=dict)
     drift: DriftConfig = Field(default_factory=DriftConfig)
+    contracts: dict[str, Any] | str = Field(default_factory=dict)
+    """Named contracts (a path or a mapping each), or a folder of contract files."""
     source: str = Field("<built-in default>", exclude=True)
 
     def price_for(self, target: str) -> Price:

@@ -16,6 +16,7 @@ from typing import AsyncIterator, Callable
 from unwalled.backends import build_backend
 from unwalled.backends.base import Backend, ChatRequest, ChatResponse, Delta, Usage
 from unwalled.config import Config, load_config
+from unwalled.contracts.book import ContractBook
 from unwalled.errors import RoutingError, UnwalledError
 from unwalled.ledger import AttemptRecord, Ledger, Record
 from unwalled.routing import Attempt, Router, cost
@@ -44,6 +45,8 @@ class Runtime:
         self.backends = backends or {name: build_backend(name, b)
                                      for name, b in config.backends.items()}
         self.router = Router(config, self.backends)
+        self.contracts = ContractBook(config)
+        """The config's named contracts, and each route's."""
         self.ledger = ledger
         self.listeners: list[Callable[[Record], None]] = []
         """Called with every record, e.g. to update metrics."""

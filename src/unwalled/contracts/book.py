@@ -1,0 +1,92 @@
+"""The contracts a config knows: named ones, and the one each route carries.
+
+In ``unwalled.yaml``::
+
+    contracts:                       # named contracts, for the request header
+      intent: examples/banking77/intent.contract.yaml
+      short: {checks: [{max_chars: 280}, no_secrets]}
+    # or: contracts: contracts/      (a folder of *.yaml files, named by 'name')
+    routes:
+      triage:
+        targets: [local/smollm2-135m]
+        contract: intent             # a name above, a file path, or a mapping
+
+Paths are relative to the config file. Every contract is loaded and its checks
+are built when the runtime starts, so a broken contract stops the start with
+an error naming its file and place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from unwalled.config import Config
+from unwalled.contracts.model import Contract, load_contract, parse_contract
+from unwalled.contracts.verifier import Verifier
+from unwalled.errors import ConfigError, RequestError
+
+HEADER = "x-unwalled-contract"
+
+
+class ContractBook:
+    def __init__(self, config: Config) -> None:
+        source = config.source
+        self.base = Path(source).parent if Path(source).is_file() else Path(".")
+        self.named: dict[str, Verifier] = {}
+        self.by_route: dict[str, Verifier] = {}
+        raw = getattr(config, "contracts", None)
+        if isinstance(raw, str):
+            self._folder(self.base / raw, source)
+        elif isinstance(raw, dict):
+            for name, value in raw.items():
+                contract = self._resolve(value, source, f"contracts.{name}", name)
+                self.named[name] = Verifier(contract)
+        for route_name, route in config.routes.items():
+            if route.contract is not None:
+                self.by_route[route_name] = self._for_route(route.contract, source,
+                                                            route_name)
+
+    def _folder(self, folder: Path, source: str) -> None:
+        if not folder.is_dir():
+            raise ConfigError(f"contract folder {folder} does not exist.", file=source,
+                              key="contracts",
+                              fix="point it at a folder of contract YAML files, or "
+                                  "list contracts by name.")
+        for path in sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml")):
+            contract = load_contract(path)
+            self.named[contract.name] = Verifier(contract)
+
+    def _for_route(self, value: Any, source: str, route: str) -> Verifier:
+        if isinstance(value, str) and value in self.named:
+            return self.named[value]
+        key = f"routes.{route}.contract"
+        return Verifier(self._resolve(value, source, key, f"{route}-contract"))
+
+    def _resolve(self, value: Any, source: str, key: str, name: str) -> Contract:
+        if isinstance(value, str):
+            path = self.base / value
+            if not path.is_file():
+                known = ", ".join(sorted(self.named)) or "none defined"
+                raise ConfigError(f"{value!r} is neither a contract file nor a named "
+                                  f"contract ({known}).", file=source, key=key,
+                                  fix="give the path of a contract YAML file "
+                                      "(relative to this config), a name under "
+                                      "'contracts:', or the contract itself.")
+            return load_contract(path)
+        if isinstance(value, dict):
+            return parse_contract(value, source=f"{source}: {key}", name=name)
+        raise ConfigError("a contract is a file path, a name, or a mapping.",
+                          file=source, key=key, fix="give one of those.")
+
+    def for_request(self, route: str, header: str | None) -> Verifier | None:
+        """The contract a request runs under: the header's, else the route's."""
+        if header:
+            try:
+                return self.named[header.strip()]
+            except KeyError:
+                known = ", ".join(sorted(self.named)) or "none"
+                raise RequestError(f"the {HEADER} header names no known contract "
+                                   f"({header.strip()!r}). Known contracts: {known}.",
+                                   param=HEADER) from None
+        return self.by_route.get(route)

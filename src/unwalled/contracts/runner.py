@@ -1,0 +1,138 @@
+"""Completing a route under a contract, through the runtime's router and ledger.
+
+``complete_async`` and ``complete_sync`` differ only in the driver they hand
+the repair loop to; both record exactly one ledger row for the request, with
+every attempt behind it, the contract's name in ``contract`` and the verdict
+as JSON in ``verdict``. An answer that broke the contract shows in its
+attempt row as ``violated``, with the violations as its error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, TypeVar
+
+from unwalled.backends.base import ChatRequest, ChatResponse
+from unwalled.contracts.repair import Ask, Done, RepairLoop, drive, drive_async
+from unwalled.contracts.verdict import Verdict
+from unwalled.contracts.verifier import Verifier
+from unwalled.errors import ContractError, UnwalledError
+from unwalled.routing import Attempt
+from unwalled.runtime import CallInfo, Runtime
+
+T = TypeVar("T")
+Portal = Callable[[Awaitable[T]], T]
+"""Runs a coroutine to its end from synchronous code (e.g. on a loop thread)."""
+
+
+@dataclass(slots=True)
+class Outcome:
+    """An answer that passed its contract."""
+
+    verdict: Verdict
+    response: ChatResponse
+    parsed: Any
+
+    @property
+    def text(self) -> str:
+        return self.response.text
+
+
+@dataclass(slots=True)
+class Call:
+    """One client request under a contract, in progress."""
+
+    runtime: Runtime
+    route: str
+    request: ChatRequest
+    verifier: Verifier
+    info: CallInfo
+    stream: bool
+    attempts: list[Attempt]
+    loop: RepairLoop | None = None
+
+
+def begin(runtime: Runtime, route: str, request: ChatRequest, verifier: Verifier,
+          info: CallInfo | None = None, *, canaries: tuple[str, ...] = (),
+          stream: bool = False) -> Call:
+    """Check the route and limits, and set up the repair loop."""
+    call = Call(runtime, route, request, verifier, info or CallInfo(), stream, [])
+    try:
+        config = runtime.router.route(route)
+        call.request = runtime.router.prepare(config, request)
+    except UnwalledError as error:
+        runtime.record_failure(route, request, call.info, [], error, stream=stream,
+                               contract=verifier.contract.name)
+        raise
+    targets = [t.target for t in config.targets]
+    local = frozenset(t for t in targets if _is_local(runtime, t))
+    call.loop = RepairLoop(verifier, call.request, targets, local_targets=local,
+                           canaries=canaries)
+    return call
+
+
+async def complete_async(runtime: Runtime, route: str, request: ChatRequest,
+                         verifier: Verifier, info: CallInfo | None = None, *,
+                         canaries: tuple[str, ...] = (), stream: bool = False
+                         ) -> Outcome:
+    """The route's answer under the contract. Raises ``ContractError`` on reject."""
+    call = begin(runtime, route, request, verifier, info, canaries=canaries,
+                 stream=stream)
+
+    async def ask(step: Ask) -> tuple[ChatResponse, str]:
+        response = await runtime.router.complete(route, step.request, call.attempts,
+                                                 step.skip)
+        return response, call.attempts[-1].target
+
+    return finish(call, await drive_async(call.loop, ask))
+
+
+def complete_sync(runtime: Runtime, route: str, request: ChatRequest,
+                  verifier: Verifier, portal: Portal, info: CallInfo | None = None, *,
+                  canaries: tuple[str, ...] = ()) -> Outcome:
+    """As ``complete_async``, driven from synchronous code; each backend call runs
+    through ``portal`` on the loop that owns the runtime's connections."""
+    call = begin(runtime, route, request, verifier, info, canaries=canaries)
+
+    def ask(step: Ask) -> tuple[ChatResponse, str]:
+        response = portal(runtime.router.complete(route, step.request, call.attempts,
+                                                  step.skip))
+        return response, call.attempts[-1].target
+
+    return finish(call, drive(call.loop, ask))
+
+
+def finish(call: Call, done: Done) -> Outcome:
+    """Record the request in the ledger; return the outcome or raise."""
+    verdict = done.verdict
+    _mark_violations(call.attempts, verdict)
+    record = dict(stream=call.stream, verdict=verdict.to_dict(),
+                  contract=verdict.contract)
+    runtime = call.runtime
+    if done.error is not None:
+        runtime.record_failure(call.route, call.request, call.info, call.attempts,
+                               done.error, **record)
+        raise done.error
+    if not verdict.passed:
+        error = ContractError(verdict.summary(), verdict=verdict)
+        runtime.record_failure(call.route, call.request, call.info, call.attempts,
+                               error, **record)
+        raise error
+    runtime.record_success(call.route, call.request, call.info, call.attempts,
+                           done.response, **record)
+    return Outcome(verdict, done.response, verdict.parsed)
+
+
+def _mark_violations(attempts: list[Attempt], verdict: Verdict) -> None:
+    """Answered attempts, in order, are the judged ones: mark those that failed."""
+    answered = [a for a in attempts if a.outcome == "ok"]
+    for attempt, judged in zip(answered, verdict.attempts):
+        if not judged.passed:
+            attempt.outcome = "violated"
+            attempt.code = "contract_violation"
+            attempt.error = "; ".join(str(v) for v in judged.violations[:5])[:2000]
+
+
+def _is_local(runtime: Runtime, target: str) -> bool:
+    backend = runtime.config.backends.get(target.split("/", 1)[0])
+    return backend is not None and backend.type == "local"
