@@ -6,13 +6,13 @@ import sys
 
 import typer
 
-from unwalled.cli import ask, audit, drift, init, keys, ledger, models, serve
+from unwalled.cli import ask, audit, drift, init, keys, ledger, models, serve, verify
 from unwalled.errors import UnwalledError
 
 app = typer.Typer(name="unwalled", no_args_is_help=True, add_completion=False,
                   help="LLM infrastructure you own: routes, contracts, audits, drift "
                        "watch and a ledger.")
-for module in (serve, ask, models, init, audit):
+for module in (serve, ask, models, init, audit, verify):
     module.register(app)
 app.add_typer(ledger.app, name="ledger")
 app.add_typer(keys.app, name="keys")

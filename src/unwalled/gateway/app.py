@@ -31,7 +31,9 @@ from starlette.routing import Route
 from unwalled.backends.base import (
     ChatRequest, ChatResponse, Delta, Usage, estimate_usage, output_text,
 )
-from unwalled.errors import RequestError, UnwalledError
+from unwalled.contracts.book import HEADER as CONTRACT_HEADER
+from unwalled.errors import ContractError, RequestError, UnwalledError
+from unwalled.gateway import contracts
 from unwalled.gateway.guard import Guard
 from unwalled.gateway.metrics import Metrics
 from unwalled.gateway.quotas import Reservation
@@ -87,6 +89,8 @@ class Gateway:
             body = await self.read_json(http)
             route = body.get("model") if isinstance(body, dict) else None
             parsed = wire.parse(body)
+            verifier = self.runtime.contracts.for_request(
+                parsed.route, http.headers.get(CONTRACT_HEADER))
             held = await self.guard.admit(key, http, info, parsed.route,
                                           self.runtime.router.route(parsed.route),
                                           parsed.request)
@@ -95,6 +99,8 @@ class Gateway:
             self.reject(info, error, route if isinstance(route, str) else None,
                         parsed.request if parsed else None)
             return wire.error_response(error)
+        if verifier is not None:
+            return await self._under_contract(parsed, info, wire, verifier, held)
         if parsed.stream:
             return await self._stream(parsed, info, wire, held=held)
         try:
@@ -104,6 +110,27 @@ class Gateway:
         finally:
             await self.guard.settle(held)
         return json_response(wire.response_body(answer, parsed.route, info.request_id))
+
+    async def _under_contract(self, parsed: Any, info: CallInfo, wire: "Wire",
+                              verifier: Any, held: Reservation | None) -> Response:
+        """The answer judged whole first; then sent, or refused with a 422."""
+        try:
+            outcome = await contracts.run(self.runtime, parsed.route, parsed, info,
+                                          verifier)
+        except UnwalledError as error:
+            await self.guard.settle(held)
+            if isinstance(error, ContractError):
+                body = contracts.rejected_body(error, wire.error_body(error))
+                return json_response(body, error.status, contracts.error_headers(error))
+            return wire.error_response(error)
+        headers = contracts.headers(outcome.verdict)
+        if parsed.stream:
+            return await self._stream(parsed, info, wire,
+                                      contracts.replay(outcome.response), headers, held)
+        await self.guard.settle(held)
+        body = wire.response_body(outcome.response, parsed.route, info.request_id)
+        body["unwalled"] = contracts.extension(outcome.verdict)
+        return json_response(body, headers=headers)
 
     async def _stream(self, parsed: Any, info: CallInfo, wire: "Wire",
                       pieces: AsyncIterator[Delta] | None = None,
