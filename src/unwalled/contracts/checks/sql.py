@@ -87,6 +87,11 @@ class SqlCheck(Check):
                       f"{self.options.statements} allowed"))
         for number, statement in enumerate(statements, start=1):
             where = f"{path} statement {number}"
+            if not isinstance(statement, (self.exp.Query, *self.writes)):
+                found.append(self.violation(
+                    where, f"is not valid {self.options.dialect} SQL: it reads as a "
+                           f"bare {statement.key} expression, not a statement"))
+                continue
             if self.options.read_only:
                 found.extend(self._read_only(where, statement))
             if self.tables is not None:

