@@ -35,6 +35,8 @@ ContractLike = Contract | Verifier | str | Path
 class _Base:
     def __init__(self, runtime: Runtime | None = None, *, config: str | None = None,
                  ledger: bool = True) -> None:
+        self.owns_runtime = runtime is None
+        """A runtime passed in belongs to the caller, who closes it."""
         self.runtime = runtime or Runtime.from_config(config, ledger=ledger)
         self._verifiers: dict[int, tuple[Contract, Verifier]] = {}
         """Verifiers built for Contract objects, keyed by identity (kept alive)."""
@@ -81,7 +83,8 @@ class AsyncClient(_Base):
                                     CallInfo(ingress="python"), canaries=canaries)
 
     async def aclose(self) -> None:
-        await self.runtime.close()
+        if self.owns_runtime:
+            await self.runtime.close()
 
     async def __aenter__(self) -> "AsyncClient":
         return self
@@ -117,7 +120,8 @@ class Client(_Base):
 
     def close(self) -> None:
         if self._loop.is_running():
-            self._portal(self.runtime.close())
+            if self.owns_runtime:
+                self._portal(self.runtime.close())
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
         self._loop.close()

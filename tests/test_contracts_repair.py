@@ -1,0 +1,223 @@
+"""The repair loop: one state machine, two drivers; reject, repair, fallback; the
+ledger; constrained decoding on the embedded model and its honest fallback."""
+
+from __future__ import annotations
+
+import json
+
+import orjson
+import pytest
+
+from tests.conftest import make_runtime
+from unwalled import AsyncClient, Client, Contract, ContractError, MockBackend
+from unwalled.backends.base import ChatRequest, ChatResponse, Message
+from unwalled.contracts import Verifier, load_contract
+from unwalled.contracts.repair import Ask, RepairLoop, drive, drive_async
+from unwalled.errors import RoutingError
+
+CITY = {"type": "object", "properties": {"city": {"type": "string"}},
+        "required": ["city"], "additionalProperties": False}
+
+
+def contract(on_fail, **extra) -> Contract:
+    return Contract(name="city", output={"schema": CITY}, on_fail=on_fail,
+                    decoding="free", **extra)
+
+
+def request() -> ChatRequest:
+    return ChatRequest([Message("user", "Where is the Louvre?")], max_tokens=20)
+
+
+# ---- the machine itself, with both drivers ----
+
+SCRIPT = [("a/x", "I think Paris."), ("a/x", '{"city": 7}'), ("b/y", '{"city": "Paris"}')]
+
+
+def scripted_call(asks: list[Ask]):
+    answers = iter(SCRIPT)
+
+    def call(ask: Ask) -> tuple[ChatResponse, str]:
+        asks.append(ask)
+        target, text = next(answers)
+        return ChatResponse(text=text, model=target), target
+    return call
+
+
+def test_one_machine_gives_the_same_verdict_through_both_drivers():
+    on_fail = {"repair": 1, "then": "fallback"}
+    sync_asks: list[Ask] = []
+    sync_done = drive(RepairLoop(Verifier(contract(on_fail)), request(), ["a/x", "b/y"]),
+                      scripted_call(sync_asks))
+
+    async_asks: list[Ask] = []
+    plain = scripted_call(async_asks)
+
+    async def acall(ask: Ask):
+        return plain(ask)
+
+    import asyncio
+
+    async_done = asyncio.run(drive_async(
+        RepairLoop(Verifier(contract(on_fail)), request(), ["a/x", "b/y"]), acall))
+    assert sync_done.verdict.to_dict() == async_done.verdict.to_dict()
+    verdict = sync_done.verdict
+    assert verdict.passed and verdict.action == "fallback"
+    assert [(a.target, a.passed) for a in verdict.attempts] == [
+        ("a/x", False), ("a/x", False), ("b/y", True)]
+    assert verdict.parsed == {"city": "Paris"}
+    # The repair re-asks with the bad answer and the violations; fallback starts over.
+    repair = sync_asks[1].request.messages
+    assert [m.role for m in repair] == ["user", "assistant", "user"]
+    assert repair[1].content == "I think Paris."
+    assert "holds no JSON" in repair[2].content and '"city"' in repair[2].content
+    assert sync_asks[2].skip == frozenset({"a/x"})
+    assert len(sync_asks[2].request.messages) == 1
+
+
+def test_reject_stops_at_the_first_bad_answer():
+    asks: list[Ask] = []
+    done = drive(RepairLoop(Verifier(contract("reject")), request(), ["a/x", "b/y"]),
+                 scripted_call(asks))
+    assert not done.passed and done.verdict.action == "reject" and len(asks) == 1
+
+
+def test_a_route_failure_ends_the_loop_with_the_error():
+    loop = RepairLoop(Verifier(contract("fallback")), request(), ["a/x"])
+
+    def failing(ask: Ask):
+        raise RoutingError("route 'r' failed on every target", attempts=[])
+
+    done = drive(loop, failing)
+    assert isinstance(done.error, RoutingError) and done.verdict.action == "error"
+
+
+# ---- through the runtime: routes, the ledger, the clients ----
+
+@pytest.fixture
+def runtime(tmp_path):
+    runtime = make_runtime({
+        "backends": {"a": {"type": "mock"}, "b": {"type": "mock"}},
+        "routes": {"r": {"targets": ["a/x", "b/y"], "retries": 0}}}, tmp_path)
+    yield runtime
+    runtime.ledger.close()
+
+
+def script(runtime, a: list, b: list | None = None) -> None:
+    runtime.backends["a"] = MockBackend("a", script=a)
+    runtime.backends["b"] = MockBackend("b", script=b or ["unused"])
+    runtime.router.backends = runtime.backends
+
+
+def only_row(runtime) -> dict:
+    assert runtime.ledger.flush()
+    rows = runtime.ledger.tail(5)
+    assert len(rows) == 1
+    return rows[0]
+
+
+def test_repair_then_pass_is_one_ledger_row_with_every_attempt(runtime):
+    script(runtime, ["Paris!", '```json\n{"city": "Paris"}\n```'])
+    with Client(runtime) as client:
+        result = client.complete("Where is the Louvre?", route="r",
+                                 contract=contract({"repair": 2}))
+    assert result.parsed == {"city": "Paris"} and result.verdict.action == "repair"
+    row = only_row(runtime)
+    assert (row["status"], row["outcome"], row["contract"]) == (200, "ok", "city")
+    assert [(a["target"], a["outcome"]) for a in row["attempts"]] == [
+        ("a/x", "violated"), ("a/x", "ok")]
+    assert "holds no JSON" in row["attempts"][0]["error"]
+    stored = json.loads(row["verdict"])
+    assert stored["passed"] and stored["action"] == "repair"
+    assert [a["passed"] for a in stored["attempts"]] == [False, True]
+
+
+async def test_async_client_rejects_with_a_422_error_and_records_it(runtime):
+    script(runtime, ['{"city": "Paris", "country": "France"}'])
+    client = AsyncClient(runtime)
+    with pytest.raises(ContractError) as caught:
+        await client.complete("Where?", route="r", contract=contract("reject"))
+    error = caught.value
+    assert error.status == 422 and error.verdict.action == "reject"
+    assert [v.path for v in error.verdict.violations] == ["/"]
+    row = only_row(runtime)
+    assert (row["status"], row["outcome"], row["error_code"]) == (
+        422, "rejected", "contract_violation")
+    assert json.loads(row["verdict"])["violations"][0]["check"] == "schema"
+
+
+def test_repair_then_fallback_with_a_backend_failure_in_between(runtime):
+    script(runtime, ["no", "still no"], ['{"city": "Paris"}'])
+    runtime.backends["b"] = MockBackend("b", script=[
+        {"error": {"status": 503, "message": "busy"}}, '{"city": "Paris"}'])
+    runtime.config.routes["r"].retries = 1
+    runtime.config.routes["r"].backoff.initial = 0.0
+    with Client(runtime) as client:
+        result = client.complete("Where?", route="r",
+                                 contract=contract({"repair": 1, "then": "fallback"}))
+    assert result.verdict.action == "fallback"
+    row = only_row(runtime)
+    assert [(a["target"], a["outcome"]) for a in row["attempts"]] == [
+        ("a/x", "violated"), ("a/x", "violated"), ("b/y", "error"), ("b/y", "ok")]
+
+
+def test_every_target_breaking_the_contract_exhausts_the_route(runtime):
+    script(runtime, ["no"], ["nope"])
+    with Client(runtime) as client, pytest.raises(ContractError) as caught:
+        client.complete("Where?", route="r", contract=contract("fallback"))
+    assert caught.value.verdict.action == "exhausted"
+    assert [a.target for a in caught.value.verdict.attempts] == ["a/x", "b/y"]
+
+
+def test_backend_failure_everywhere_is_the_routing_error(runtime):
+    failing = {"error": {"status": 503, "message": "down"}}
+    script(runtime, [failing], [failing])
+    with Client(runtime) as client, pytest.raises(RoutingError):
+        client.complete("Where?", route="r", contract=contract("fallback"))
+    row = only_row(runtime)
+    assert row["status"] == 503 and json.loads(row["verdict"])["action"] == "error"
+
+
+# ---- the embedded model: constrained decoding, and its honest fallback ----
+
+@pytest.fixture
+def local_runtime(tmp_path, local_backend):
+    runtime = make_runtime({"routes": {"intent": {"targets": ["local/smollm2-135m"],
+                                                  "max_tokens": 48}}},
+                           tmp_path, backends={"local": local_backend})
+    runtime.router.backends = runtime.backends
+    yield runtime
+    runtime.ledger.close()
+
+
+def test_banking77_contract_is_decoded_under_its_grammar(local_runtime):
+    from tests.test_contracts_model import BANKING
+
+    intent = load_contract(BANKING / "intent.contract.yaml")
+    with Client(local_runtime) as client:
+        result = client.complete("I still have not received my new card.",
+                                 contract=intent, route="intent", temperature=0)
+    assert result.verdict.passed
+    assert result.parsed["intent"] in intent.schema["properties"]["intent"]["enum"]
+    assert [a.decoding for a in result.verdict.attempts] == ["constrained"]
+    assert orjson.loads(result.text) == result.parsed  # valid JSON by construction
+
+
+async def test_a_schema_without_a_grammar_decodes_free_and_says_so(local_runtime):
+    # "anything but these values": llama.cpp has no grammar for a bare 'not'.
+    schema = {"type": "object", "properties": {"answer": {"not": {"enum": ["", "n/a"]}}},
+              "required": ["answer"]}
+    unconvertible = Contract(name="no-grammar", output={"schema": schema},
+                             on_fail="reject", decoding="constrained")
+    client = AsyncClient(local_runtime)
+    try:
+        result = await client.complete("Say yes as JSON.", contract=unconvertible,
+                                       route="intent", temperature=0, max_tokens=24)
+        verdict = result.verdict
+    except ContractError as error:  # the free answer may well break the schema
+        verdict = error.verdict
+    assert verdict.attempts[0].decoding == "free (schema cannot become a grammar)"
+    assert "cannot become a llama.cpp grammar" in verdict.notes[0]
+    row = only_row(local_runtime)
+    stored = json.loads(row["verdict"])
+    assert "cannot become a llama.cpp grammar" in stored["notes"][0]
+    assert stored["attempts"][0]["decoding"].startswith("free")
