@@ -319,3 +319,9 @@ def test_a_check_that_crashes_is_a_violation_not_a_pass(monkeypatch):
     result = verifier.verify("harmless")
     assert not result.passed
     assert "could not run (RuntimeError: engine gone)" in result.violations[0].message
+
+
+def test_urls_inside_json_strings_are_checked():
+    found = run(UrlOptions(allow=["bank.example"]),
+                '{"links": ["https://help.bank.example/a", "https://evil.example/b"]}')
+    assert len(found) == 1 and "evil.example" in found[0].message

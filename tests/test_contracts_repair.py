@@ -211,7 +211,7 @@ async def test_a_schema_without_a_grammar_decodes_free_and_says_so(local_runtime
     client = AsyncClient(local_runtime)
     try:
         result = await client.complete("Say yes as JSON.", contract=unconvertible,
-                                       route="intent", temperature=0, max_tokens=24)
+                                       route="intent", temperature=0, max_tokens=12)
         verdict = result.verdict
     except ContractError as error:  # the free answer may well break the schema
         verdict = error.verdict

@@ -51,15 +51,25 @@ class Verifier:
         return CheckResult(violations, answer.value, answer.has_value)
 
     def _extract(self, answer: Answer, violations: list[Violation]) -> None:
-        accept = self.schema.is_valid if self.schema is not None else None
+        accepted: list[bool] = []
+
+        def accept(value: Any) -> bool:
+            valid = self.schema.is_valid(value)
+            accepted.append(valid)
+            return valid
+
         try:
-            found, problems = self.json.extract(answer.text, accept)
+            found, problems = self.json.extract(
+                answer.text, accept if self.schema is not None else None)
         except Exception as exc:  # fail closed: an extractor crash is no pass
             violations.append(_crashed(self.json, exc))
             return
         violations.extend(problems)
         if found is not None:
             answer.value, answer.has_value = found.value, True
+            # extract returns the first accepted value, else the first parsed one
+            answer.value_is_valid = bool(accepted) and accepted[-1] and \
+                self.schema is not None
 
     def _all(self) -> list[Check]:
         first = [c for c in (self.json, self.schema) if c is not None]

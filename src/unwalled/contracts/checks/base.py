@@ -29,6 +29,8 @@ class Answer:
     value: Any = None
     """The JSON value extracted from the text, when there is one."""
     has_value: bool = False
+    value_is_valid: bool = False
+    """Set when extraction already validated ``value`` against the schema."""
     canaries: tuple[str, ...] = ()
     """Markers planted in this request's prompt, besides the contract's own."""
     tools: dict[str, dict[str, Any]] | None = None

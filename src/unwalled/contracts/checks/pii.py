@@ -19,6 +19,15 @@ from unwalled.contracts.verdict import Violation
 from unwalled.shield.redaction import CARD, EMAIL, IBAN, IPV4, PHONE, luhn_ok
 
 Kind = Literal["email", "phone", "card", "iban", "ip"]
+# Cheap necessary conditions (bounded, with no nesting that could backtrack):
+# the costlier full patterns only run on text that passes their kind's gate.
+GATES = {
+    "email": r"@",
+    "iban": r"[A-Z]{2}\d{2} ?[A-Z0-9]{4}",
+    "card": r"\d(?:[ -]?\d){12}",
+    "ip": r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d|[0-9a-fA-F]{0,4}:[0-9a-fA-F]{0,4}:",
+    "phone": r"\d(?:[ .()-]{0,2}\d){6}",
+}
 IPV6 = re.compile(r"(?<![\w:])(?:[0-9a-fA-F]{1,4}:){2,7}[0-9a-fA-F]{0,4}(?![\w:])"
                   r"|(?<![\w:])::(?:[0-9a-fA-F]{1,4}:){0,6}[0-9a-fA-F]{1,4}(?![\w:])")
 # IBAN lengths by country (ISO 13616 registry), for the common countries.
@@ -80,12 +89,16 @@ class PiiCheck(Check):
         order = ("email", "iban", "card", "ip", "phone")
         self.finders = [(k, pattern, confirm) for k in order if k in options.kinds
                         for pattern, confirm in finders[k]]
+        self.gates = {kind: re.compile(GATES[kind]) for kind in order}
 
     def run(self, answer: Answer) -> list[Violation]:
         found: list[Violation] = []
         for path, text in self.texts(answer):
             taken: list[tuple[int, int]] = []
+            open_gates = {kind for kind, gate in self.gates.items() if gate.search(text)}
             for kind, pattern, confirm in self.finders:
+                if kind not in open_gates:
+                    continue
                 for match in pattern.finditer(text):
                     value, start, end = match.group(0), match.start(), match.end()
                     if value in self.allowed or any(s < end and start < e

@@ -55,8 +55,8 @@ class SchemaCheck(Check):
         return self.validator.is_valid(value)
 
     def run(self, answer: Answer) -> list[Violation]:
-        if not answer.has_value:
-            return []  # the json check already reported that there is no JSON
+        if not answer.has_value or answer.value_is_valid:
+            return []  # no JSON (reported by the json check), or validated already
         errors = sorted(self.validator.iter_errors(answer.value),
                         key=lambda e: (len(e.absolute_path), list(map(str, e.path))))
         return [self.violation(json_path(e.absolute_path), describe(e))

@@ -44,11 +44,14 @@ class SqlCheck(Check):
         from sqlglot import Dialect, exp
 
         try:
-            Dialect.get_or_raise(options.dialect)
+            self.dialect = Dialect.get_or_raise(options.dialect)
         except ValueError as exc:
             raise ValueError(f"unknown SQL dialect {options.dialect!r}: {exc}") from None
         self.exp = exp
         self.writes = tuple(getattr(exp, name) for name in WRITES if hasattr(exp, name))
+        # Node kinds by their ``key``: a set lookup per node while walking the tree
+        # costs far less than isinstance against twenty classes.
+        self.write_keys = frozenset(cls.key for cls in self.writes)
         self.tables = None if options.tables is None else \
             frozenset(t.lower() for t in options.tables)
 
@@ -67,7 +70,7 @@ class SqlCheck(Check):
         found: list[Violation] = []
         for path, text in self.texts(answer):
             try:
-                statements = [s for s in sqlglot.parse(text, read=self.options.dialect)
+                statements = [s for s in sqlglot.parse(text, read=self.dialect)
                               if s is not None]
             except (ParseError, TokenError) as exc:
                 message = str(exc).splitlines()[0]
@@ -92,35 +95,47 @@ class SqlCheck(Check):
                     where, f"is not valid {self.options.dialect} SQL: it reads as a "
                            f"bare {statement.key} expression, not a statement"))
                 continue
-            if self.options.read_only:
-                found.extend(self._read_only(where, statement))
-            if self.tables is not None:
-                found.extend(self._tables(where, statement))
+            found.extend(self._statement(where, statement))
         return found
 
-    def _read_only(self, where: str, statement) -> Iterator[Violation]:
+    def _statement(self, where: str, statement) -> list[Violation]:
+        """Read-only and table rules, from one walk over the statement's tree."""
         exp = self.exp
-        if not isinstance(statement, exp.Query):
-            yield self.violation(where, f"is a {statement.key.upper()} statement; only "
-                                        "read-only queries (SELECT) are allowed")
-            return
-        for node in statement.find_all(*self.writes):
-            yield self.violation(where, f"contains a write ({node.key.upper()}: "
-                                        f"{excerpt(node.sql())}); only reads are "
-                                        "allowed")
+        found: list[Violation] = []
+        writes, tables, own = [], [], set()
+        write_keys = self.write_keys
+        for node in statement.walk():
+            key = node.key
+            if key in write_keys:
+                writes.append(node)
+            elif key == "table":
+                tables.append(node)
+            elif key == "cte":
+                own.add(node.alias_or_name.lower())
+        if self.options.read_only:
+            if not isinstance(statement, exp.Query):
+                return [self.violation(where, f"is a {statement.key.upper()} statement; "
+                                              "only read-only queries (SELECT) are "
+                                              "allowed")] + self._tables(where, tables, own)
+            found.extend(self.violation(where, f"contains a write ({node.key.upper()}: "
+                                               f"{excerpt(node.sql())}); only reads are "
+                                               "allowed") for node in writes)
+        return found + self._tables(where, tables, own)
 
-    def _tables(self, where: str, statement) -> Iterator[Violation]:
-        exp = self.exp
-        own = {cte.alias_or_name.lower() for cte in statement.find_all(exp.CTE)}
-        for table in statement.find_all(exp.Table):
+    def _tables(self, where: str, tables: list, own: set[str]) -> list[Violation]:
+        if self.tables is None:
+            return []
+        found = []
+        for table in tables:
             name = table.name.lower()
             qualified = f"{table.db.lower()}.{name}" if table.db else name
             if not name or name in own:
                 continue
             if name not in self.tables and qualified not in self.tables:
                 allowed = ", ".join(sorted(self.tables)) or "none"
-                yield self.violation(where, f"reads table {qualified!r}, which is not "
-                                            f"on the allow-list ({allowed})")
+                found.append(self.violation(where, f"reads table {qualified!r}, which is "
+                                                   f"not on the allow-list ({allowed})"))
+        return found
 
 
 def build(options: SqlOptions) -> SqlCheck:
