@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import statistics
 import time
 from pathlib import Path
@@ -178,7 +179,9 @@ def report(one: dict, two: dict | None, args: argparse.Namespace) -> str:
         "",
         "Rerun with `.venv/bin/python benchmarks/verify_speed.py` (needs `wrk`: "
         "`apt-get install -y wrk`). Machine: 2 shared cores; other work ran at the "
-        "same time, so read ratios within one run rather than absolute figures.",
+        "same time (load average {:.1f} at the start, {:.1f} at the end), so read "
+        "ratios within one run rather than absolute figures.".format(
+            args.load_before, args.load_after),
         "",
         "## Time per verification (in process)",
         "",
@@ -268,9 +271,11 @@ def main() -> None:
     parser.add_argument("--no-gateway", action="store_true",
                         help="only part 1 (no wrk needed)")
     args = parser.parse_args()
+    args.load_before = os.getloadavg()[0]
     one = part_one(args.iterations)
     print(f"verify p50/p99 ms: pass {one['pass'][:2]}, fail {one['fail'][:2]}")
     two = None if args.no_gateway else part_two(args.seconds, args.rounds)
+    args.load_after = os.getloadavg()[0]
     out = HERE / "verify_speed.md"
     out.write_text(report(one, two, args))
     print(f"wrote {out}")

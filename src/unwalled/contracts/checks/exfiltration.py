@@ -17,46 +17,25 @@ import re
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
-
-from unwalled.contracts.checks.base import Answer, Check, Options, excerpt, span
-from unwalled.contracts.checks.urls import Link, find_links, host_allowed, \
-    normalise_domains
-from unwalled.contracts.verdict import Violation
+from unwalled.contracts.checks.base import excerpt
+from unwalled.contracts.checks.urls import AllowListOptions, Link, LinkCheck, \
+    host_allowed
 
 DATA_SEGMENT = re.compile(r"[A-Za-z0-9+/_=-]{24,}|%[0-9A-Fa-f]{2}.*%[0-9A-Fa-f]{2}")
 
 
-class ExfiltrationOptions(Options):
+class ExfiltrationOptions(AllowListOptions):
     kind: Literal["exfiltration"] = "exfiltration"
-    allow: list[str] = Field(default_factory=list)
-    """Domains that images and links may point to (subdomains included)."""
     links: Literal["with_data", "all", "none"] = "with_data"
     """Which links off the allow-list to refuse: those carrying data, all, none."""
 
-    @field_validator("allow")
-    @classmethod
-    def _domains(cls, value: list[str]) -> list[str]:
-        return normalise_domains(value)
 
+class ExfiltrationCheck(LinkCheck):
+    """Images and links that could carry data out (``allow``: domains they may
+    point to)."""
 
-class ExfiltrationCheck(Check):
     kind = "exfiltration"
     options: ExfiltrationOptions
-
-    def __init__(self, options: ExfiltrationOptions) -> None:
-        super().__init__(options)
-        self.allowed = frozenset(options.allow)
-
-    def run(self, answer: Answer) -> list[Violation]:
-        found: list[Violation] = []
-        for path, text in self.texts(answer):
-            for link in find_links(text):
-                problem = self.problem(link)
-                if problem:
-                    where = span(link.start, link.end) if path == "text" else path
-                    found.append(self.violation(where, problem))
-        return found
 
     def problem(self, link: Link) -> str | None:
         scheme = link.scheme

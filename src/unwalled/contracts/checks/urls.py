@@ -162,13 +162,9 @@ def normalise_domains(domains: list[str]) -> list[str]:
     return [d.strip().lower().rstrip(".").removeprefix("*.") for d in domains]
 
 
-class UrlOptions(Options):
-    kind: Literal["urls"] = "urls"
+class AllowListOptions(Options):
     allow: list[str] = Field(default_factory=list)
-    """Domains whose URLs may appear (subdomains included). Empty: no URL at all."""
-    schemes: list[str] = Field(default_factory=lambda: ["https", "http", "mailto"])
-    relative: bool = True
-    """Whether relative links (``/help``, ``#top``) are fine."""
+    """Allowed domains (subdomains included)."""
 
     @field_validator("allow")
     @classmethod
@@ -176,14 +172,14 @@ class UrlOptions(Options):
         return normalise_domains(value)
 
 
-class UrlCheck(Check):
-    kind = "urls"
-    options: UrlOptions
+class LinkCheck(Check):
+    """A check that judges each link of the answer against a domain allow-list."""
 
-    def __init__(self, options: UrlOptions) -> None:
+    options: AllowListOptions
+
+    def __init__(self, options: AllowListOptions) -> None:
         super().__init__(options)
         self.allowed = frozenset(options.allow)
-        self.schemes = frozenset(s.lower() for s in options.schemes)
 
     def run(self, answer: Answer) -> list[Violation]:
         found: list[Violation] = []
@@ -194,6 +190,26 @@ class UrlCheck(Check):
                     where = span(link.start, link.end) if path == "text" else path
                     found.append(self.violation(where, problem))
         return found
+
+    def problem(self, link: Link) -> str | None:
+        raise NotImplementedError
+
+
+class UrlOptions(AllowListOptions):
+    kind: Literal["urls"] = "urls"
+    schemes: list[str] = Field(default_factory=lambda: ["https", "http", "mailto"])
+    relative: bool = True
+    """Whether relative links (``/help``, ``#top``) are fine. ``allow`` empty: no
+    absolute URL at all."""
+
+
+class UrlCheck(LinkCheck):
+    kind = "urls"
+    options: UrlOptions
+
+    def __init__(self, options: UrlOptions) -> None:
+        super().__init__(options)
+        self.schemes = frozenset(s.lower() for s in options.schemes)
 
     def problem(self, link: Link) -> str | None:
         scheme = link.scheme
