@@ -14,7 +14,8 @@ from unwalled.contracts.checks.canary import CanaryOptions
 from unwalled.contracts.checks.exfiltration import ExfiltrationOptions
 from unwalled.contracts.checks.json_extract import extract
 from unwalled.contracts.checks.length import LengthOptions
-from unwalled.contracts.checks.pii import PiiOptions, iban_ok
+from unwalled.contracts.checks.pii import PiiOptions
+from unwalled.shield.pii import iban_ok
 from unwalled.contracts.checks.regex import RegexOptions
 from unwalled.contracts.checks.secrets import SecretsOptions
 from unwalled.contracts.checks.sql import SqlOptions
@@ -239,10 +240,12 @@ def test_pii_kinds_with_number_checks():
 
 
 def test_numbers_that_fail_their_checks_are_not_pii():
-    text = ("Order 4111 1111 1111 1112 (not a card), IBAN GB82 WEST 1234 5698 7654 33 "
-            "(bad checksum), server 10.0.0.4, version 1.2.3.4000.")
+    text = "Order 4111 1111 1111 1112 (not a card), server 10.0.0.4, version 1.2.3.4000."
     assert run(PiiOptions(), text) == []
+    bad_iban = run(PiiOptions(kinds=["iban"]), "IBAN GB82 WEST 1234 5698 7654 33")
+    assert bad_iban == []  # its mod-97 check fails
     assert iban_ok("DE89 3704 0044 0532 0130 00") and not iban_ok("DE89370400440532013001")
+    assert run(PiiOptions(kinds=["email"]), "call +44 20 7946 0958") == []
 
 
 # ---- SQL ----

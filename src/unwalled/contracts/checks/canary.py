@@ -2,38 +2,25 @@
 
 A model that repeats its system prompt leaks the marker with it. Models (and
 attackers) break markers up with zero-width characters, soft hyphens, odd
-Unicode forms, spacing or case, so both the marker and the answer are brought
-to NFKC form, stripped of invisible characters and whitespace, and case-folded
-before comparing.
+Unicode forms, spacing, punctuation or case, so both the marker and the answer
+are brought to NFKC form, stripped of invisible characters, punctuation and
+whitespace, and lower-cased before comparing (the input shield's folding).
 """
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Literal
 
 from pydantic import Field
 
 from unwalled.contracts.checks.base import Answer, Check, Options
 from unwalled.contracts.verdict import Violation
-
-# Unicode categories that render as nothing: format (zero-width, bidi controls,
-# soft hyphen), controls, and unassigned or private-use code points.
-INVISIBLE_CATEGORIES = frozenset({"Cf", "Cc", "Co", "Cn", "Zl", "Zp", "Zs"})
-EXTRA_INVISIBLE = frozenset("\u115f\u1160\u3164\uffa0\u034f\u17b4\u17b5\u180e")
-
-
-_ASCII_DROP = {i: None for i in range(33)} | {127: None}
-
+from unwalled.shield.canary import squash
 
 def fold(text: str) -> str:
-    """Text as the comparison sees it: NFKC, no invisible characters, case-folded."""
-    if text.isascii():  # the common case, and NFKC leaves ASCII as it is
-        return text.translate(_ASCII_DROP).casefold()
-    text = unicodedata.normalize("NFKC", text)
-    kept = [c for c in text if not c.isspace() and c not in EXTRA_INVISIBLE
-            and unicodedata.category(c) not in INVISIBLE_CATEGORIES]
-    return "".join(kept).casefold()
+    """Text as the comparison sees it: the shield's folding (NFKC, no invisible
+    characters, no punctuation or spacing, lower case)."""
+    return squash(text)
 
 
 class CanaryOptions(Options):
