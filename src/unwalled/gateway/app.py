@@ -89,11 +89,10 @@ class Gateway:
             body = await self.read_json(http)
             route = body.get("model") if isinstance(body, dict) else None
             parsed = wire.parse(body)
-            verifier = self.runtime.contracts.for_request(
-                parsed.route, http.headers.get(CONTRACT_HEADER))
             held = await self.guard.admit(key, http, info, parsed.route,
                                           self.runtime.router.route(parsed.route),
                                           parsed.request)
+            verifier = await self._contract(http, parsed.route, held)
         except Exception as exc:
             error = _as_unwalled(exc)
             self.reject(info, error, route if isinstance(route, str) else None,
@@ -110,6 +109,17 @@ class Gateway:
         finally:
             await self.guard.settle(held)
         return json_response(wire.response_body(answer, parsed.route, info.request_id))
+
+    async def _contract(self, http: Request, route: str,
+                        held: Reservation | None) -> Any:
+        """The contract the request runs under (the key's scope is checked by
+        then); an unknown name releases the key's hold and refuses the request."""
+        try:
+            return self.runtime.contracts.for_request(route,
+                                                      http.headers.get(CONTRACT_HEADER))
+        except UnwalledError:
+            await self.guard.settle(held)
+            raise
 
     async def _under_contract(self, parsed: Any, info: CallInfo, wire: "Wire",
                               verifier: Any, held: Reservation | None) -> Response:
