@@ -332,3 +332,26 @@ def test_unknown_executor_names_the_known_ones():
     assert executor_factory("local").__name__ == "LocalExecutor"
     with pytest.raises(ConfigError, match="unknown executor 'ray'.*use one of: local"):
         executor_factory("ray")
+
+
+async def test_a_full_contract_file_runs_its_checks_on_each_answer(tmp_path):
+    write_classification(tmp_path, rows=4)
+    (tmp_path / "intent.contract.yaml").write_text(
+        "name: intent\n"
+        "output:\n  schema: {type: object, required: [intent],\n"
+        f"           properties: {{intent: {{enum: {LABELS}}}}}}}\n"
+        "checks: [no_secrets, {max_chars: 40}]\n")
+    suite = parse_suite(suite_dict(
+        output={"field": "intent"}, contract="intent.contract.yaml",
+        candidates=[{"name": "json", "target": "mixed/m"}]), folder=tmp_path)
+    runtime = make_runtime({"backends": {"mixed": {"type": "mock", "script": [
+        '{"intent": "card_arrival"}',
+        '{"intent": "card_arrival", "note": "key AKIAIOSFODNN7EXAMPLE"}',
+        '{"intent": "top_up"}', '{"intent": "nothing_like_a_label"}']}}}, tmp_path)
+    try:
+        run = await run_audit(suite, runtime, cache=None)
+    finally:
+        await runtime.close()
+    row = summarise(run, runtime.config)["candidates"][0]
+    # the secret (and its length) break the second answer, the enum the fourth
+    assert row["contract_pass_rate"] == 0.5

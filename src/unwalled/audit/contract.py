@@ -1,14 +1,20 @@
 """The check an audit runs on each raw answer, to report a contract pass rate.
 
-A suite's ``contract`` is, for now, a JSON Schema for the answer:
-``contract: {schema: {...}}`` (or the schema itself). ``AnswerCheck`` is the
-seam: anything with ``check(text) -> list[str]`` (the violations, empty when the
-answer passes) can stand in, so full contracts (checks, rules, safety) plug in
-here without the runner changing.
+A suite's ``contract`` is one of:
+
+- a path to a contract file (``contract: intent.contract.yaml``, relative to the
+  suite), or a full contract inline (a mapping with ``output``, ``checks`` or
+  ``on_fail``): every check of the contract runs on each answer;
+- a JSON Schema for the answer: ``contract: {schema: {...}}`` (or the schema
+  itself).
+
+``AnswerCheck`` is the seam: anything with ``check(text) -> list[str]`` (the
+violations, empty when the answer passes) can stand in.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Protocol
 
 from unwalled.audit.prompting import lenient_json
@@ -46,10 +52,35 @@ def _describe(error: Any) -> str:
     return f"{where}: {error.message}"
 
 
-def build_check(contract: dict[str, Any] | None) -> AnswerCheck | None:
+class ContractCheck:
+    """Every check of a full contract, as the gateway would run them."""
+
+    def __init__(self, contract: Any) -> None:
+        from unwalled.contracts.verifier import Verifier
+
+        self.verifier = Verifier(contract)
+
+    def check(self, text: str) -> list[str]:
+        result = self.verifier.verify(text)
+        return [f"{v.check} at {v.path}: {v.message}" for v in result.violations]
+
+
+CONTRACT_KEYS = {"output", "checks", "on_fail", "system", "template", "decoding"}
+
+
+def build_check(contract: dict[str, Any] | str | None,
+                folder: str | Path = ".") -> AnswerCheck | None:
     """The check a suite's ``contract`` field asks for, or None without one."""
     if contract is None:
         return None
+    if isinstance(contract, str):
+        from unwalled.contracts.model import load_contract
+
+        return ContractCheck(load_contract(Path(folder) / contract))
+    if CONTRACT_KEYS & set(contract):
+        from unwalled.contracts.model import parse_contract
+
+        return ContractCheck(parse_contract(contract, source="suite contract"))
     schema = contract.get("schema", contract)
     if not isinstance(schema, dict):
         raise ConfigError("contract.schema must be a JSON Schema object.",

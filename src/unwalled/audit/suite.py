@@ -9,7 +9,7 @@ A suite is a YAML file. Paths in it are relative to the file::
     labels: data/categories.json  # classification: the label set (file or list)
     instructions: Classify the message into one of these intents: {labels}.
     output: {field: intent}       # the answer is JSON; the prediction is this field
-    contract: {schema: {...}}     # optional: what a valid answer is
+    contract: intent.contract.yaml   # optional: a contract file, or {schema: {...}}
     scorer: normalised
     sample: {size: 60, seed: 7}
     target_accuracy: 0.5
@@ -109,7 +109,7 @@ class Suite(_Strict):
     labels: list[str] | str | None = None
     instructions: str = ""
     output: Output = Field(default_factory=Output)
-    contract: dict[str, Any] | None = None
+    contract: dict[str, Any] | str | None = None
     scorer: str | dict[str, Any] = "exact"
     sample: Sample = Field(default_factory=Sample)
     target_accuracy: float = Field(ge=0, le=1)

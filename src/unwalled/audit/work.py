@@ -92,7 +92,7 @@ def _scorer(suite: Suite) -> Scorer:
 def _check(suite: Suite) -> AnswerCheck | None:
     if suite.contract is None:
         return None
-    return _check_for(json.dumps(suite.contract, sort_keys=True))
+    return _check_for(json.dumps(suite.contract, sort_keys=True), suite.folder)
 
 
 @lru_cache(maxsize=64)
@@ -101,5 +101,5 @@ def _scorer_for(spec: str, folder: str) -> Scorer:
 
 
 @lru_cache(maxsize=64)
-def _check_for(contract: str) -> AnswerCheck | None:
-    return build_check(json.loads(contract))
+def _check_for(contract: str, folder: str) -> AnswerCheck | None:
+    return build_check(json.loads(contract), folder)
