@@ -330,8 +330,9 @@ def test_unknown_executor_names_the_known_ones():
     from unwalled.audit.executor import executor_factory
 
     assert executor_factory("local").__name__ == "LocalExecutor"
-    with pytest.raises(ConfigError, match="unknown executor 'ray'.*use one of: local"):
-        executor_factory("ray")
+    with pytest.raises(ConfigError,
+                       match="unknown executor 'dask'.*use one of: local, ray"):
+        executor_factory("dask")
 
 
 async def test_a_full_contract_file_runs_its_checks_on_each_answer(tmp_path):

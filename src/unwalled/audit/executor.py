@@ -104,7 +104,16 @@ class LocalExecutor:
 
 
 ExecutorFactory = Callable[[ModelCaller, int], Executor]
-EXECUTORS: dict[str, ExecutorFactory] = {"local": LocalExecutor}
+
+
+def _ray_executor(caller: ModelCaller, concurrency: int = 4) -> Executor:
+    """Imported on use: Ray is an optional extra (``unwalled[ray]``)."""
+    from unwalled.audit.ray_executor import RayExecutor
+
+    return RayExecutor(caller, concurrency)
+
+
+EXECUTORS: dict[str, ExecutorFactory] = {"local": LocalExecutor, "ray": _ray_executor}
 
 
 def executor_factory(name: str) -> ExecutorFactory:

@@ -51,10 +51,14 @@ class ModelCaller(Protocol):
 
 
 async def run_job(job: Job, call: ModelCaller) -> ItemResult:
-    labels = list(job.labels) if job.labels is not None else None
-    request = build_request(job.suite, job.candidate, job.item, list(job.shots), labels)
-    answer = await call(job.candidate.target or "", request)
+    answer = await call(job.candidate.target or "", request_for(job))
     return grade(job, answer)
+
+
+def request_for(job: Job) -> ChatRequest:
+    """The request a job sends to its candidate's target."""
+    labels = list(job.labels) if job.labels is not None else None
+    return build_request(job.suite, job.candidate, job.item, list(job.shots), labels)
 
 
 def grade(job: Job, answer: Answer) -> ItemResult:
