@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
                   help="Calls in flight at once (local models still run one at "
                        "a time).")] = 4,
               executor: Annotated[str, typer.Option(
-                  help="Where items run: local.")] = "local",
+                  help="Where items run: local, or ray (a Ray cluster).")] = "local",
               cache: Annotated[Optional[Path], typer.Option(
                   help="Response cache file (default: beside a SQLite ledger).")]
               = None,
