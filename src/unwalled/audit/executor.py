@@ -81,15 +81,19 @@ class RuntimeCaller:
                       latency_ms=(time.perf_counter() - started) * 1000)
 
 
+def checked_concurrency(concurrency: int) -> int:
+    if concurrency < 1:
+        raise ConfigError("concurrency must be at least 1.", key="--concurrency",
+                          fix="give a whole number of 1 or more.")
+    return concurrency
+
+
 class LocalExecutor:
     """Runs jobs concurrently on this process's event loop."""
 
     def __init__(self, caller: ModelCaller, concurrency: int = 4) -> None:
-        if concurrency < 1:
-            raise ConfigError("concurrency must be at least 1.", key="--concurrency",
-                              fix="give a whole number of 1 or more.")
         self.caller = caller
-        self.concurrency = concurrency
+        self.concurrency = checked_concurrency(concurrency)
 
     async def run(self, jobs: list[Job], on_result: OnResult) -> list[ItemResult]:
         gate = asyncio.Semaphore(self.concurrency)

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 
 from unwalled.audit.cache import Answer, cache_key
-from unwalled.audit.executor import OnResult, RuntimeCaller
+from unwalled.audit.executor import OnResult, RuntimeCaller, checked_concurrency
 from unwalled.audit.work import ItemResult, Job, grade, request_for
 from unwalled.backends.base import ChatRequest
 from unwalled.config import Config
@@ -130,11 +130,8 @@ class RayExecutor:
             raise ConfigError(
                 "the ray executor needs Ray, which is not installed.",
                 key="--executor", fix=f"run `{INSTALL_HINT}`, or use --executor local.")
-        if concurrency < 1:
-            raise ConfigError("concurrency must be at least 1.", key="--concurrency",
-                              fix="give a whole number of 1 or more.")
         self.caller = caller
-        self.concurrency = concurrency
+        self.concurrency = checked_concurrency(concurrency)
 
     async def run(self, jobs: list[Job], on_result: OnResult) -> list[ItemResult]:
         results: list[ItemResult | None] = [None] * len(jobs)
