@@ -20,8 +20,8 @@ import orjson
 from unwalled.backends.base import (
     ChatRequest, ChatResponse, Delta, Message, Tool, ToolCall, ToolCallDelta, Usage,
 )
-from unwalled.errors import BackendProtocolError, RequestError, UnwalledError
-from unwalled.protocols.common import check_tool_choice, checked_tool
+from unwalled.errors import BackendProtocolError, UnwalledError
+from unwalled.protocols.common import bad, check_tool_choice, checked_tool, route_of
 from unwalled.protocols.sse import encode
 
 STOP_TO_FINISH = {"end_turn": "stop", "max_tokens": "length", "stop_sequence": "stop",
@@ -250,24 +250,16 @@ class Ingress:
     stream: bool
 
 
-def _bad(message: str, param: str) -> RequestError:
-    return RequestError(message, param=param)
-
-
 def parse_request(body: Any) -> Ingress:
     """Validate an Anthropic Messages request into the internal type."""
-    if not isinstance(body, dict):
-        raise _bad("the request body must be a JSON object.", "body")
-    route = body.get("model")
-    if not isinstance(route, str) or not route:
-        raise _bad("'model' is required: name a route (see GET /v1/models).", "model")
+    route = route_of(body)
     max_tokens = body.get("max_tokens")
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
-        raise _bad("'max_tokens' is required and must be a whole number of at least 1.",
+        raise bad("'max_tokens' is required and must be a whole number of at least 1.",
                    "max_tokens")
     turns = body.get("messages")
     if not isinstance(turns, list) or not turns:
-        raise _bad("'messages' must be a non-empty list.", "messages")
+        raise bad("'messages' must be a non-empty list.", "messages")
     messages = []
     system = _system_text(body.get("system"))
     if system:
@@ -284,7 +276,7 @@ def parse_request(body: Any) -> Ingress:
     check_tool_choice(request)
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
-        raise _bad("'stream' must be true or false.", "stream")
+        raise bad("'stream' must be true or false.", "stream")
     return Ingress(route, request, stream)
 
 
@@ -296,7 +288,7 @@ def _system_text(system: Any, param: str = "system") -> str:
                  if isinstance(b, dict) and b.get("type") == "text"]
         if all(isinstance(text, str) for text in texts):
             return "\n\n".join(texts)
-    raise _bad(f"'{param}' must be a string or a list of text blocks "
+    raise bad(f"'{param}' must be a string or a list of text blocks "
                "({type: text, text: string}).", param)
 
 
@@ -304,12 +296,12 @@ def _parse_turn(turn: Any, i: int) -> list[Message]:
     where = f"messages[{i}]"
     role = turn.get("role") if isinstance(turn, dict) else None
     if not isinstance(role, str) or role not in ("user", "assistant"):
-        raise _bad(f"{where} needs role 'user' or 'assistant'.", f"{where}.role")
+        raise bad(f"{where} needs role 'user' or 'assistant'.", f"{where}.role")
     role, content = turn["role"], turn.get("content")
     if isinstance(content, str):
         return [Message(role=role, content=content)]
     if not isinstance(content, list):
-        raise _bad(f"{where}.content must be a string or a list of blocks.",
+        raise bad(f"{where}.content must be a string or a list of blocks.",
                    f"{where}.content")
     text, calls, results = [], [], []
     for j, block in enumerate(content):
@@ -324,7 +316,7 @@ def _parse_turn(turn: Any, i: int) -> list[Message]:
             results.append(Message(role="tool", tool_call_id=str(block.get("tool_use_id")),
                                    content=result))
         else:
-            raise _bad(f"{where}.content[{j}]: block type {kind!r} is not supported; "
+            raise bad(f"{where}.content[{j}]: block type {kind!r} is not supported; "
                        "use text, tool_use or tool_result.", f"{where}.content")
     messages = results
     if text or calls:
@@ -337,7 +329,7 @@ def _stop_sequences(raw: Any) -> list[str] | None:
     if raw is None:
         return None
     if not isinstance(raw, list) or not all(isinstance(s, str) for s in raw):
-        raise _bad("'stop_sequences' must be a list of strings.", "stop_sequences")
+        raise bad("'stop_sequences' must be a list of strings.", "stop_sequences")
     return raw or None
 
 
@@ -345,11 +337,11 @@ def _parse_tools(raw: Any) -> list[Tool] | None:
     if raw is None:
         return None
     if not isinstance(raw, list):
-        raise _bad("'tools' must be a list.", "tools")
+        raise bad("'tools' must be a list.", "tools")
     tools = []
     for i, item in enumerate(raw):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-            raise _bad(f"tools[{i}] needs a 'name' and an 'input_schema'.", f"tools[{i}]")
+            raise bad(f"tools[{i}] needs a 'name' and an 'input_schema'.", f"tools[{i}]")
         tools.append(checked_tool(item["name"], item.get("description"),
                                   item.get("input_schema"), f"tools[{i}]",
                                   "input_schema"))
@@ -364,7 +356,7 @@ def _openai_tool_choice(choice: Any) -> Any:
         return {"type": "function", "function": {"name": choice["name"]}}
     if isinstance(kind, str) and kind in ("auto", "any", "none"):
         return {"auto": "auto", "any": "required", "none": "none"}[kind]
-    raise _bad("'tool_choice' must be {type: auto|any|none} or {type: tool, name}.",
+    raise bad("'tool_choice' must be {type: auto|any|none} or {type: tool, name}.",
                "tool_choice")
 
 
@@ -373,7 +365,7 @@ def _opt_number(body: dict[str, Any], key: str) -> float | None:
     if value is None:
         return None
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
-        raise _bad(f"'{key}' must be a number from 0 to 1.", key)
+        raise bad(f"'{key}' must be a number from 0 to 1.", key)
     return float(value)
 
 

@@ -36,3 +36,18 @@ def checked_tool(name: str, description: Any, schema: Any, where: str,
         raise RequestError(f"{where}: 'description' must be a string and "
                            f"'{schema_key}' a JSON Schema object.", param=where)
     return Tool(name=name, description=description, parameters=schema)
+
+
+def bad(message: str, param: str) -> RequestError:
+    """A 400 that names the parameter at fault."""
+    return RequestError(message, param=param)
+
+
+def route_of(body: Any) -> str:
+    """The route a request names as its ``model``; a 400 when the body has none."""
+    if not isinstance(body, dict):
+        raise bad("the request body must be a JSON object.", "body")
+    route = body.get("model")
+    if not isinstance(route, str) or not route:
+        raise bad("'model' is required: name a route (see GET /v1/models).", "model")
+    return route

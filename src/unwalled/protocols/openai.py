@@ -16,8 +16,8 @@ import orjson
 from unwalled.backends.base import (
     ChatRequest, ChatResponse, Delta, Message, Tool, ToolCall, ToolCallDelta, Usage,
 )
-from unwalled.errors import BackendProtocolError, RequestError, UnwalledError
-from unwalled.protocols.common import check_tool_choice, checked_tool
+from unwalled.errors import BackendProtocolError, UnwalledError
+from unwalled.protocols.common import bad, check_tool_choice, checked_tool, route_of
 from unwalled.protocols.sse import encode
 
 ROLES = {"system", "developer", "user", "assistant", "tool"}
@@ -35,20 +35,12 @@ class Ingress:
     include_usage: bool
 
 
-def _bad(message: str, param: str) -> RequestError:
-    return RequestError(message, param=param)
-
-
 def parse_request(body: Any) -> Ingress:
     """Validate an OpenAI chat request; errors name the parameter and the fix."""
-    if not isinstance(body, dict):
-        raise _bad("the request body must be a JSON object.", "body")
-    route = body.get("model")
-    if not isinstance(route, str) or not route:
-        raise _bad("'model' is required: name a route (see GET /v1/models).", "model")
+    route = route_of(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise _bad("'messages' must be a non-empty list of messages.", "messages")
+        raise bad("'messages' must be a non-empty list of messages.", "messages")
     request = ChatRequest(
         messages=[_parse_message(m, i) for i, m in enumerate(messages)],
         max_tokens=_int(body, "max_completion_tokens") or _int(body, "max_tokens"),
@@ -64,7 +56,7 @@ def parse_request(body: Any) -> Ingress:
     check_tool_choice(request)
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
-        raise _bad("'stream' must be true or false.", "stream")
+        raise bad("'stream' must be true or false.", "stream")
     options = body.get("stream_options") or {}
     include_usage = bool(isinstance(options, dict) and options.get("include_usage"))
     return Ingress(route, request, stream, include_usage)
@@ -73,15 +65,15 @@ def parse_request(body: Any) -> Ingress:
 def _parse_message(raw: Any, i: int) -> Message:
     where = f"messages[{i}]"
     if not isinstance(raw, dict):
-        raise _bad(f"{where} must be an object with 'role' and 'content'.", where)
+        raise bad(f"{where} must be an object with 'role' and 'content'.", where)
     role = raw.get("role")
     if not isinstance(role, str) or role not in ROLES:
-        raise _bad(f"{where}.role must be one of {sorted(ROLES)}, not {role!r}.",
+        raise bad(f"{where}.role must be one of {sorted(ROLES)}, not {role!r}.",
                    f"{where}.role")
     calls = None
     if raw.get("tool_calls"):
         if not isinstance(raw["tool_calls"], list):
-            raise _bad(f"{where}.tool_calls must be a list.", f"{where}.tool_calls")
+            raise bad(f"{where}.tool_calls must be a list.", f"{where}.tool_calls")
         calls = [_parse_tool_call(c, f"{where}.tool_calls[{j}]")
                  for j, c in enumerate(raw["tool_calls"])]
     return Message(role="system" if role == "developer" else role,
@@ -93,7 +85,7 @@ def _parse_message(raw: Any, i: int) -> Message:
 def _text(raw: dict[str, Any], key: str, where: str) -> str | None:
     value = raw.get(key)
     if value is not None and not isinstance(value, str):
-        raise _bad(f"{where}.{key} must be a string.", f"{where}.{key}")
+        raise bad(f"{where}.{key} must be a string.", f"{where}.{key}")
     return value
 
 
@@ -104,19 +96,19 @@ def _content(content: Any, where: str) -> str | None:
         texts = []
         for j, part in enumerate(content):
             if not isinstance(part, dict) or part.get("type") != "text":
-                raise _bad(f"{where}.content[{j}]: only text parts are supported; "
+                raise bad(f"{where}.content[{j}]: only text parts are supported; "
                            "send images to a route whose backend takes them directly.",
                            f"{where}.content")
             texts.append(str(part.get("text", "")))
         return "".join(texts)
-    raise _bad(f"{where}.content must be a string or a list of text parts.",
+    raise bad(f"{where}.content must be a string or a list of text parts.",
                f"{where}.content")
 
 
 def _parse_tool_call(raw: Any, where: str) -> ToolCall:
     function = raw.get("function") if isinstance(raw, dict) else None
     if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-        raise _bad(f"{where} needs 'function' with a 'name'.", where)
+        raise bad(f"{where} needs 'function' with a 'name'.", where)
     arguments = function.get("arguments", "")
     return ToolCall(id=str(raw.get("id", "")), name=function["name"],
                     arguments=arguments if isinstance(arguments, str) else "")
@@ -126,12 +118,12 @@ def _tools(raw: Any) -> list[Tool] | None:
     if raw is None:
         return None
     if not isinstance(raw, list):
-        raise _bad("'tools' must be a list.", "tools")
+        raise bad("'tools' must be a list.", "tools")
     tools = []
     for i, item in enumerate(raw):
         function = item.get("function") if isinstance(item, dict) else None
         if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-            raise _bad(f"tools[{i}] needs type 'function' and function.name.",
+            raise bad(f"tools[{i}] needs type 'function' and function.name.",
                        f"tools[{i}]")
         tools.append(checked_tool(function["name"], function.get("description"),
                                   function.get("parameters"), f"tools[{i}].function",
@@ -147,13 +139,13 @@ def _response_format(raw: Any, request: ChatRequest) -> None:
         wrapper = raw.get("json_schema")
         schema = wrapper.get("schema") if isinstance(wrapper, dict) else None
         if not isinstance(schema, dict):
-            raise _bad("response_format.json_schema.schema must be an object.",
+            raise bad("response_format.json_schema.schema must be an object.",
                        "response_format")
         request.json_schema = schema
     elif kind == "json_object":
         request.json_mode = True
     elif kind != "text":
-        raise _bad("response_format.type must be text, json_object or json_schema.",
+        raise bad("response_format.type must be text, json_object or json_schema.",
                    "response_format")
 
 
@@ -162,7 +154,7 @@ def _int(body: dict[str, Any], key: str) -> int | None:
     if value is None:
         return None
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise _bad(f"'{key}' must be a whole number of at least 0.", key)
+        raise bad(f"'{key}' must be a whole number of at least 0.", key)
     return value
 
 
@@ -172,7 +164,7 @@ def _number(body: dict[str, Any], key: str, low: float, high: float) -> float | 
         return None
     if not isinstance(value, (int, float)) or isinstance(value, bool) \
             or not low <= value <= high:
-        raise _bad(f"'{key}' must be a number from {low} to {high}.", key)
+        raise bad(f"'{key}' must be a number from {low} to {high}.", key)
     return float(value)
 
 
@@ -183,7 +175,7 @@ def _stop(value: Any) -> list[str] | None:
         return [value]
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return value
-    raise _bad("'stop' must be a string or a list of strings.", "stop")
+    raise bad("'stop' must be a string or a list of strings.", "stop")
 
 
 # ---- egress: to an OpenAI-compatible upstream ----
