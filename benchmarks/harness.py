@@ -46,6 +46,57 @@ def upstream(text: str = "ok") -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
 
 
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 10000000;
+  client_body_temp_path {tmp}/body;
+  proxy_temp_path {tmp}/proxy;
+  fastcgi_temp_path {tmp}/fastcgi;
+  uwsgi_temp_path {tmp}/uwsgi;
+  scgi_temp_path {tmp}/scgi;
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      default_type application/json;
+      return 200 '{body}';
+    }}
+  }}
+}}
+"""
+FIXED_ANSWER = ('{"id":"chatcmpl-fixed","object":"chat.completion","created":0,'
+                '"model":"fixed","choices":[{"index":0,"message":{"role":"assistant",'
+                '"content":"ok"},"finish_reason":"stop"}],'
+                '"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}')
+
+
+@contextmanager
+def fast_upstream() -> Iterator[tuple[str, str]]:
+    """The fastest fixed-answer upstream at hand, and its name: nginx answering
+    every POST with one chat completion (``apt-get install -y nginx-light``),
+    else the Python one. A slow upstream hides what the proxies in front of it
+    cost, since all of them share the same two cores."""
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx"
+                                      if os.path.exists("/usr/sbin/nginx") else None)
+    if nginx is None:
+        print("nginx not found (apt-get install -y nginx-light): using the Python "
+              "upstream, which is slower.", file=sys.stderr)
+        with upstream() as url:
+            yield url, "unwalled.testing.upstream (Python)"
+        return
+    port = free_port()
+    with workdir() as tmp:
+        conf = tmp / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(tmp=tmp, port=port, body=FIXED_ANSWER))
+        with process([nginx, "-c", str(conf), "-p", str(tmp)], port, tmp / "nginx.log"):
+            yield f"http://127.0.0.1:{port}", "nginx (fixed answer)"
+
+
 @contextmanager
 def workdir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="unwalled-bench-"))

@@ -119,6 +119,9 @@ class LedgerConfig(_Strict):
     url: str = "sqlite:///unwalled-ledger.db"
     store: Literal["none", "redacted", "full"] = "redacted"
     """What of prompts and answers is kept: nothing, redacted text, or all of it."""
+    writer: Literal["process", "thread"] = "process"
+    """Where records are redacted and inserted: a child process (off the request
+    path's interpreter lock), or a thread of the serving process."""
 
 
 class StateConfig(_Strict):
@@ -155,6 +158,9 @@ class ShieldConfig(_Strict):
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=256)
+    """Processes sharing the port. Each loads its own copy of a local model;
+    share breakers and key limits between them with ``state.redis_url``."""
 
 
 class DriftRouteConfig(_Strict):
@@ -191,7 +197,11 @@ class Config(_Strict):
     def price_for(self, target: str) -> Price:
         """The price of a target: exact ``backend/model``, else the backend's."""
         backend = target.split("/", 1)[0]
-        return self.prices.get(target) or self.prices.get(backend) or Price()
+        return self.prices.get(target) or self.prices.get(backend) or FREE
+
+
+FREE = Price()
+"""The price of a target with none configured."""
 
 
 def builtin_backends() -> dict[str, BackendConfig]:

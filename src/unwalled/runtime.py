@@ -48,13 +48,16 @@ class Runtime:
         self.contracts = ContractBook(config)
         """The config's named contracts, and each route's."""
         self.ledger = ledger
+        self._remote: dict[int, bool] = {}
+        """Per route config: does any target send data off this machine?"""
         self.listeners: list[Callable[[Record], None]] = []
         """Called with every record, e.g. to update metrics."""
 
     @classmethod
     def from_config(cls, path: str | None = None, *, ledger: bool = True) -> "Runtime":
         config = load_config(path)
-        return cls(config, Ledger(config.ledger.url) if ledger else None)
+        return cls(config, Ledger(config.ledger.url, writer=config.ledger.writer)
+                   if ledger else None)
 
     async def complete(self, route: str, request: ChatRequest,
                        info: CallInfo | None = None) -> ChatResponse:
@@ -100,9 +103,12 @@ class Runtime:
 
     def shield(self, route: str, info: CallInfo) -> ShieldSession:
         """The input shield for one request; redaction only if a target is remote."""
-        targets = self.config.routes[route].targets
-        remote = any(getattr(self.backends.get(t.target.split("/", 1)[0]), "remote",
-                             False) for t in targets)
+        config = self.config.routes[route]
+        remote = self._remote.get(id(config))
+        if remote is None:
+            remote = self._remote[id(config)] = any(
+                getattr(self.backends.get(t.target.split("/", 1)[0]), "remote", False)
+                for t in config.targets)
         return ShieldSession(self.config.shield, remote=remote, canary=info.canary)
 
     # ---- the ledger ----
@@ -153,16 +159,19 @@ class Runtime:
         mode = self.config.ledger.store
         if mode == "none":
             return
-        prompt = "\n".join(f"{m.role}: {m.content or ''}" for m in request.messages)
+        record.prompt = "\n".join(f"{m.role}: {m.content or ''}"
+                                  for m in request.messages)
+        record.completion = completion
         if mode == "redacted":
-            prompt = redact_text(prompt)
-            completion = redact_text(completion) if completion else completion
-        record.prompt, record.completion = prompt, completion
+            record.scrub = redact_text  # by the ledger's writer, off the request path
 
     def _write(self, record: Record) -> None:
-        log.info("%s route=%s target=%s status=%d outcome=%s ms=%.1f",
-                 record.ingress, record.route, record.target, record.status,
-                 record.outcome, record.latency_ms)
+        # One line a request only at DEBUG: the ledger is the request log, and
+        # formatting a line cost more than any other step of a proxied request.
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s route=%s target=%s status=%d outcome=%s ms=%.1f",
+                      record.ingress, record.route, record.target, record.status,
+                      record.outcome, record.latency_ms)
         for listener in self.listeners:
             listener(record)
         if self.ledger is not None:

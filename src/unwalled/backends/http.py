@@ -13,6 +13,7 @@ from typing import Any, AsyncIterator
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from unwalled.config import BackendConfig
 from unwalled.errors import (
@@ -32,6 +33,14 @@ class HTTPBackend:
         self.remote = remote
         self.base_url = (config.base_url or "").rstrip("/")
         self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, URL] = {}
+
+    def url(self, path: str) -> URL:
+        """``base_url + path``, parsed once rather than on every request."""
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = URL(self.base_url + path)
+        return url
 
     def headers(self) -> dict[str, str]:
         return {"content-type": "application/json"}
@@ -50,7 +59,7 @@ class HTTPBackend:
     async def post_json(self, path: str, body: dict[str, Any], target: str) -> Any:
         """POST and return the decoded JSON answer, or raise a mapped error."""
         try:
-            async with self.session.post(self.base_url + path,
+            async with self.session.post(self.url(path),
                                          data=orjson.dumps(body)) as resp:
                 raw = await resp.read()
                 if resp.status >= 400:
@@ -70,7 +79,7 @@ class HTTPBackend:
                           target: str) -> AsyncIterator[bytes]:
         """POST and yield the raw body as it arrives, or raise a mapped error."""
         try:
-            async with self.session.post(self.base_url + path,
+            async with self.session.post(self.url(path),
                                          data=orjson.dumps(body)) as resp:
                 if resp.status >= 400:
                     raise status_error(resp.status, await resp.read(), resp.headers,

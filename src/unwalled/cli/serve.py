@@ -14,7 +14,11 @@ def register(app: typer.Typer) -> None:
     def serve(config: ConfigOption = None,
               host: Annotated[Optional[str], typer.Option(help="Address to bind.")] = None,
               port: Annotated[Optional[int], typer.Option(help="Port to bind.")] = None,
-              log_level: Annotated[str, typer.Option(help="debug, info, warning.")] = "info",
+              log_level: Annotated[str, typer.Option(
+                  help="debug (adds a line per request), info, warning.")] = "info",
+              workers: Annotated[Optional[int], typer.Option(
+                  min=1, help="Worker processes sharing the port (default: "
+                              "server.workers, 1).")] = None,
               ) -> None:
         """Serve the OpenAI- and Anthropic-compatible gateway."""
         from unwalled.gateway import serve as run
@@ -25,6 +29,10 @@ def register(app: typer.Typer) -> None:
         host = host or runtime.config.server.host
         port = port if port is not None else runtime.config.server.port
         routes = ", ".join(runtime.config.routes)
+        count = workers or runtime.config.server.workers
         typer.echo(f"unwalled: serving routes [{routes}] on http://{host}:{port}/v1 "
-                   f"(ledger: {safe_url(runtime.config.ledger.url)})", err=True)
-        run(runtime, host, port, log_level=log_level)
+                   f"(ledger: {safe_url(runtime.config.ledger.url)}"
+                   f"{f'; {count} workers' if count > 1 else ''})", err=True)
+        workers = workers or runtime.config.server.workers
+        run(runtime, host, port, log_level=log_level, workers=workers,
+            config_path=str(config) if config else None)

@@ -62,16 +62,16 @@ class DriftMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.p_value = Gauge("unwalled_drift_p_value",
                              "Smallest Holm-adjusted p-value of the last drift check",
-                             ["route"], registry=registry)
+                             ["route"], registry=registry, multiprocess_mode="mostrecent")
         self.detected = Gauge("unwalled_drift_detected",
                               "1 when the last drift check found drift, else 0",
-                              ["route"], registry=registry)
+                              ["route"], registry=registry, multiprocess_mode="mostrecent")
         self.last_check = Gauge("unwalled_drift_last_check_timestamp_seconds",
                                 "When the last drift check finished (Unix time)",
-                                ["route"], registry=registry)
+                                ["route"], registry=registry, multiprocess_mode="mostrecent")
         self.moved = Gauge("unwalled_drift_probes_moved",
                            "Probes named as moved by the last drift check",
-                           ["route"], registry=registry)
+                           ["route"], registry=registry, multiprocess_mode="mostrecent")
         self.checks = Counter("unwalled_drift_checks",
                               "Drift checks by outcome (ok, drift, error)",
                               ["route", "status"], registry=registry)

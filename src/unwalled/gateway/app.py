@@ -17,6 +17,7 @@ import contextlib
 import functools
 import logging
 import os
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
@@ -34,6 +35,7 @@ from unwalled.backends.base import (
 from unwalled.contracts.book import HEADER as CONTRACT_HEADER
 from unwalled.errors import ContractError, RequestError, UnwalledError
 from unwalled.gateway import contracts
+from unwalled.gateway.front import FrontDoor, Incoming
 from unwalled.gateway.guard import Guard
 from unwalled.gateway.metrics import Metrics
 from unwalled.gateway.quotas import Reservation
@@ -60,9 +62,9 @@ class Gateway:
 
     # ---- shared steps ----
 
-    async def read_json(self, request: Request) -> Any:
+    async def read_json(self, http: Incoming) -> Any:
         """The body as JSON, within the size, depth and message-count limits."""
-        return await self.guard.read_body(request)
+        return await self.guard.read_body(http)
 
     def reject(self, info: CallInfo, error: UnwalledError, route: str | None,
                request: ChatRequest | None, *, stream: bool = False) -> None:
@@ -71,13 +73,13 @@ class Gateway:
 
     # ---- both ingresses: parse, route, answer in the ingress's own format ----
 
-    async def chat_completions(self, http: Request) -> Response:
+    async def chat_completions(self, http: Incoming) -> Response:
         return await self.serve(http, OPENAI)
 
-    async def messages(self, http: Request) -> Response:
+    async def messages(self, http: Incoming) -> Response:
         return await self.serve(http, ANTHROPIC)
 
-    async def serve(self, http: Request, wire: "Wire") -> Response:
+    async def serve(self, http: Incoming, wire: "Wire") -> Response:
         """One request through either ingress: ``wire`` holds all that differs.
         Whatever is added between parsing and answering (a contract on the
         answer, say) is written once here and holds for both ingresses alike;
@@ -110,7 +112,7 @@ class Gateway:
             await self.guard.settle(held)
         return json_response(wire.response_body(answer, parsed.route, info.request_id))
 
-    async def _contract(self, http: Request, route: str,
+    async def _contract(self, http: Incoming, route: str,
                         held: Reservation | None) -> Any:
         """The contract the request runs under (the key's scope is checked by
         then); an unknown name releases the key's hold and refuses the request."""
@@ -187,7 +189,7 @@ class Gateway:
     async def models(self, http: Request) -> Response:
         routes = self.runtime.config.routes
         try:
-            key = self.guard.authenticate(http)
+            key = self.guard.authenticate(Incoming(http.url.path, http.headers))
         except UnwalledError as error:
             return openai_error(error)
         if key is not None and key.routes is not None:
@@ -216,8 +218,14 @@ async def _chain(first: Delta, rest: AsyncIterator[Delta]) -> AsyncIterator[Delt
         yield piece
 
 
+_ids = random.Random(os.urandom(16))
+os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(16)))
+
+
 def _id() -> str:
-    return os.urandom(12).hex()
+    """24 random hex digits: unique enough for a ledger key, and no system call
+    per request (ids name requests; they guard nothing)."""
+    return f"{_ids.getrandbits(96):024x}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,7 +300,7 @@ def openapi_document(routes: tuple[str, ...]) -> bytes:
     return orjson.dumps(document)
 
 
-def create_app(runtime: Runtime) -> Starlette:
+def create_app(runtime: Runtime) -> FrontDoor:
     gateway = Gateway(runtime)
     watch = _drift_watch(runtime, gateway)
 
@@ -314,10 +322,12 @@ def create_app(runtime: Runtime) -> Starlette:
         error.status = status
         return openai_error(error)
 
+    # The POST endpoints are also listed here, so that other methods on them
+    # get Starlette's 405; the front door answers their POSTs itself.
     app = Starlette(exception_handlers={HTTPException: http_error}, routes=[
-        Route("/v1/chat/completions", gateway.chat_completions, methods=["POST"]),
-        Route("/chat/completions", gateway.chat_completions, methods=["POST"]),
-        Route("/v1/messages", gateway.messages, methods=["POST"]),
+        Route("/v1/chat/completions", _front_only, methods=["POST"]),
+        Route("/chat/completions", _front_only, methods=["POST"]),
+        Route("/v1/messages", _front_only, methods=["POST"]),
         Route("/v1/models", gateway.models, methods=["GET"]),
         Route("/healthz", gateway.healthz, methods=["GET"]),
         Route("/metrics", gateway.metrics_endpoint, methods=["GET"]),
@@ -325,7 +335,13 @@ def create_app(runtime: Runtime) -> Starlette:
     ], lifespan=lifespan)
     app.state.gateway = gateway
     app.state.drift_watch = watch
-    return app
+    return FrontDoor(app, {"/v1/chat/completions": gateway.chat_completions,
+                           "/chat/completions": gateway.chat_completions,
+                           "/v1/messages": gateway.messages})
+
+
+async def _front_only(request: Request) -> Response:
+    raise AssertionError("the front door answers POSTs on this path")
 
 
 def _drift_watch(runtime: Runtime, gateway: Gateway) -> Any:
@@ -333,5 +349,9 @@ def _drift_watch(runtime: Runtime, gateway: Gateway) -> Any:
     if not runtime.config.drift.routes:
         return None
     from unwalled.drift.watch import DriftWatch
+    from unwalled.gateway.server import claim
+
+    if not claim("drift-watch"):
+        return None  # another worker of this gateway runs the checks
 
     return DriftWatch(runtime, gateway.metrics.registry)

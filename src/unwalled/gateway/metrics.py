@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 from typing import Any
 
 from unwalled.ledger import Record
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess,
+)
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -26,10 +30,28 @@ class Metrics:
         # Label lookups cost more than the increments: keep the children.
         self._children: dict[tuple[str, str, int], tuple[Any, ...]] = {}
         self._attempts: dict[tuple[str, str], Any] = {}
+        self._pending: list[Record] = []
         self.in_flight = Gauge("unwalled_in_flight", "Requests being served",
-                               registry=self.registry)
+                               registry=self.registry, multiprocess_mode="livesum")
 
     def observe(self, record: Record) -> None:
+        """Count a record once its answer is on its way: within a running loop
+        the counting waits for the loop's next turn, off the request's path."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._count(record)
+            return
+        self._pending.append(record)
+        if len(self._pending) == 1:
+            loop.call_soon(self._count_pending)
+
+    def _count_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        for record in pending:
+            self._count(record)
+
+    def _count(self, record: Record) -> None:
         route = record.route or "-"
         key = (route, record.ingress, record.status)
         children = self._children.get(key)
@@ -55,4 +77,11 @@ class Metrics:
             child.inc()
 
     def render(self) -> bytes:
+        """This process's metrics; with several workers, all workers' together
+        (prometheus_client's multiprocess mode, set up by ``serve``)."""
+        self._count_pending()
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry)
         return generate_latest(self.registry)

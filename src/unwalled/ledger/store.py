@@ -1,8 +1,9 @@
 """The ledger: a durable record of every call, written off the request path.
 
 ``Ledger.record`` puts a ``Record`` on a queue and returns at once; a writer
-thread commits records in batches (every 50 ms or 500 records). ``close``
-drains the queue, so a clean shutdown loses nothing. The schema is created and
+thread commits records in batches (every 50 ms or 500 records), itself or
+through a child process (``ledger/child.py``). ``close`` drains the queue, so a
+clean shutdown loses nothing. The schema is created and
 upgraded by the numbered Alembic migrations in ``migrations/``.
 """
 
@@ -15,13 +16,14 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Literal
 
 import orjson
 from sqlalchemy import Engine, create_engine, event, func, select, text
 
 from unwalled.errors import ConfigError
 from unwalled.ledger import schema
+from unwalled.ledger.child import ChildWriter
 
 log = logging.getLogger("unwalled.ledger")
 
@@ -66,9 +68,12 @@ class Record:
     prompt: str | None = None
     completion: str | None = None
     attempts: list[AttemptRecord] = field(default_factory=list)
+    scrub: Callable[[str], str] | None = None
+    """Applied to prompt and completion by the writer, off the request path
+    (redaction, with ``ledger.store: redacted``)."""
 
     def values(self) -> tuple[Any, ...]:
-        """The ``requests`` row, in ``REQUEST_COLUMNS`` order."""
+        """The ``requests`` row, in ``REQUEST_COLUMNS`` order, before ``scrub``."""
         verdict = self.verdict
         if verdict is not None and not isinstance(verdict, str):
             verdict = orjson.dumps(verdict, default=str).decode()
@@ -77,6 +82,19 @@ class Record:
                 self.usage_estimated, self.latency_ms, self.cost, self.error,
                 self.error_code, self.key_id, self.contract, verdict, self.prompt,
                 self.completion)
+
+
+Batch = tuple[list[tuple[Any, ...]], list[Any], list[tuple[Any, ...]]]
+"""What a writer inserts: request rows, each row's scrub (or None), attempt rows.
+Plain tuples and module-level functions, so a batch crosses to a child process."""
+
+
+def batch_of(records: list[Record]) -> Batch:
+    rows = [r.values() for r in records]
+    scrubs = [r.scrub for r in records]
+    tries = [(r.id, i, a.target, a.outcome, a.latency_ms, a.error, a.error_code,
+              a.upstream_status) for r in records for i, a in enumerate(r.attempts)]
+    return rows, scrubs, tries
 
 
 REQUEST_COLUMNS = ("id", "ts", "ingress", "route", "target", "status", "outcome",
@@ -138,9 +156,68 @@ def migrate(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
+class Inserter:
+    """Inserts batches into one database: the writer thread's, or the child
+    process's when ``ledger.writer`` is ``process``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        style = engine.dialect.paramstyle
+        self._requests = _insert_sql("requests", REQUEST_COLUMNS, style)
+        self._attempts = _insert_sql("attempts", ATTEMPT_COLUMNS, style)
+        # PostgreSQL refuses NUL characters in text, and a client can send them.
+        self._without_nul = engine.dialect.name == "postgresql"
+
+    def write(self, batch: Batch) -> int:
+        """Insert a batch; the number of records lost (after retries, and after
+        trying the records of a failing batch one by one)."""
+        rows, scrubs, tries = batch
+        rows = [_scrubbed(row, scrub) for row, scrub in zip(rows, scrubs)]
+        if self._insert(rows, tries, RETRY_DELAYS):
+            return 0
+        if len(rows) == 1:
+            return 1
+        # One bad record must not take its whole batch down with it.
+        return sum(not self._insert([row], [t for t in tries if t[0] == row[0]], (0.0,))
+                   for row in rows)
+
+    def _insert(self, rows: list[tuple[Any, ...]], tries: list[tuple[Any, ...]],
+                delays: tuple[float, ...]) -> bool:
+        """Records and their attempts in one transaction; True if it held."""
+        if self._without_nul:
+            rows, tries = _without_nul(rows), _without_nul(tries)
+        for delay in delays:
+            time.sleep(delay)
+            try:
+                with self.engine.begin() as conn:
+                    conn.exec_driver_sql(self._requests, rows)
+                    if tries:
+                        conn.exec_driver_sql(self._attempts, tries)
+                return True
+            except Exception as exc:  # keep trying: losing records is worse
+                log.warning("ledger write of %d records failed: %s", len(rows),
+                            type(exc).__name__)
+        return False
+
+
+def _scrubbed(row: tuple[Any, ...], scrub: Callable[[str], str] | None,
+              ) -> tuple[Any, ...]:
+    """The row with its prompt and completion (the last two columns) scrubbed."""
+    if scrub is None:
+        return row
+    prompt, completion = row[-2], row[-1]
+    return row[:-2] + (scrub(prompt) if prompt else prompt,
+                       scrub(completion) if completion else completion)
+
+
 class Ledger:
     def __init__(self, url: str, *, batch_size: int = 500, interval: float = 0.05,
-                 run_migrations: bool = True) -> None:
+                 run_migrations: bool = True,
+                 writer: Literal["thread", "process"] = "thread") -> None:
+        """``writer``: where batches are inserted. ``thread`` (the default) in a
+        thread of this process; ``process`` in a child process, which keeps the
+        database work and redaction off this process's interpreter lock (what
+        ``unwalled serve`` uses)."""
         self.url = url
         self.engine = engine_for(url)
         if run_migrations:
@@ -151,11 +228,8 @@ class Ledger:
                                   key="ledger.url",
                                   fix="check that the database is reachable and "
                                       "writable.") from exc
-        style = self.engine.dialect.paramstyle
-        self._insert_requests = _insert_sql("requests", REQUEST_COLUMNS, style)
-        self._insert_attempts = _insert_sql("attempts", ATTEMPT_COLUMNS, style)
-        # PostgreSQL refuses NUL characters in text, and a client can send them.
-        self._text_without_nul = self.engine.dialect.name == "postgresql"
+        self._inserter = Inserter(self.engine)
+        self._child = ChildWriter(url) if writer == "process" else None
         self.batch_size = batch_size
         self.interval = interval
         # A deque and a timed wake-up instead of a queue: the request path only
@@ -193,40 +267,17 @@ class Ledger:
             if closing:
                 return
 
-    def _write(self, batch: list[Record]) -> None:
-        if self._insert(batch, RETRY_DELAYS):
-            lost = []
-        elif len(batch) == 1:
-            lost = batch
-        else:
-            # One bad record must not take its whole batch down with it.
-            lost = [r for r in batch if not self._insert([r], (0.0,))]
+    def _write(self, records: list[Record]) -> None:
+        batch = batch_of(records)
+        lost = self._child.write(batch) if self._child is not None else None
+        if lost is None:  # in this thread, or the child could not take it
+            lost = self._inserter.write(batch)
         if lost:
-            self._failed += len(lost)
-            log.error("ledger dropped %d records after retries", len(lost))
+            self._failed += lost
+            log.error("ledger dropped %d records after retries", lost)
         with self._done:
-            self._written += len(batch)
+            self._written += len(records)
             self._done.notify_all()
-
-    def _insert(self, batch: list[Record], delays: tuple[float, ...]) -> bool:
-        """Insert records and their attempts in one transaction; True if it held."""
-        rows = [r.values() for r in batch]
-        tries = [(r.id, i, a.target, a.outcome, a.latency_ms, a.error, a.error_code,
-                  a.upstream_status) for r in batch for i, a in enumerate(r.attempts)]
-        if self._text_without_nul:
-            rows, tries = _without_nul(rows), _without_nul(tries)
-        for delay in delays:
-            time.sleep(delay)
-            try:
-                with self.engine.begin() as conn:
-                    conn.exec_driver_sql(self._insert_requests, rows)
-                    if tries:
-                        conn.exec_driver_sql(self._insert_attempts, tries)
-                return True
-            except Exception as exc:  # keep trying: losing records is worse
-                log.warning("ledger write of %d records failed: %s", len(rows),
-                            type(exc).__name__)
-        return False
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every record queued so far is written. True if it got there."""
@@ -241,6 +292,8 @@ class Ledger:
             self._closing = True
             self._wake.set()
             self._thread.join(timeout=60)
+        if self._child is not None:
+            self._child.close()
         self.engine.dispose()
 
     # ---- reading ----

@@ -1,0 +1,94 @@
+"""The gateway's front door: the completion endpoints as plain ASGI.
+
+``POST /v1/chat/completions`` and ``POST /v1/messages`` carry nearly all of a
+gateway's traffic, so they skip the web framework: the front door reads the
+request into an ``Incoming`` and hands it straight to the ``Gateway``. Every
+other path (models, health, metrics, the OpenAPI document, and any unknown
+path with its 404 or 405) goes to the Starlette app behind it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable, Mapping
+
+from starlette.datastructures import Headers
+
+from unwalled.errors import LimitExceededError, RequestError
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class Incoming:
+    """One HTTP request as the gateway sees it: path, headers (looked up by
+    lower-case name, decoded only when asked for) and a body read on demand
+    within a size limit."""
+
+    __slots__ = ("path", "headers", "_receive")
+
+    def __init__(self, path: str, headers: Mapping[str, str],
+                 receive: Receive | None = None) -> None:
+        self.path = path
+        self.headers = headers
+        self._receive = receive
+
+    @classmethod
+    def from_scope(cls, scope: Scope, receive: Receive) -> "Incoming":
+        return cls(scope["path"], Headers(scope=scope), receive)
+
+    async def body(self, limit: int) -> bytes:
+        """The whole body; ``LimitExceededError`` (413) past ``limit`` bytes."""
+        declared = self.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise too_large(int(declared), limit)
+        if self._receive is None:
+            return b""
+        message = await self._receive()
+        body = message.get("body", b"")
+        if not message.get("more_body"):
+            if message["type"] == "http.disconnect":
+                raise RequestError("the client went away before sending its body.")
+            return _within(body, limit)
+        chunks, size = [body], len(body)
+        while message.get("more_body"):
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                raise RequestError("the client went away before sending its body.")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise too_large(size, limit)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _within(body: bytes, limit: int) -> bytes:
+    if len(body) > limit:
+        raise too_large(len(body), limit)
+    return body
+
+
+def too_large(size: int, limit: int) -> LimitExceededError:
+    return LimitExceededError(f"the request body is {size} bytes, over the limit "
+                              f"limits.max_body_bytes of {limit}. Send a smaller "
+                              "request.", param="body")
+
+
+class FrontDoor:
+    """ASGI app: the completion paths to their handler, the rest to ``behind``."""
+
+    def __init__(self, behind: Any,
+                 handlers: dict[str, Callable[[Incoming], Awaitable[Any]]]) -> None:
+        self.behind = behind
+        self.handlers = handlers
+        self.state = behind.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            handler = self.handlers.get(scope["path"])
+            if handler is not None:
+                response = await handler(Incoming.from_scope(scope, receive))
+                await response(scope, receive, send)
+                return
+        await self.behind(scope, receive, send)
