@@ -11,7 +11,10 @@ fails too, the parent inserts the batch itself, so nothing is lost either way.
 from __future__ import annotations
 
 import logging
-import multiprocessing
+import signal
+import socket
+import subprocess
+import sys
 import time
 from multiprocessing.connection import Connection
 from typing import Any
@@ -33,14 +36,20 @@ class ChildWriter:
         self._start()
 
     def _start(self) -> bool:
-        """Start the child and wait until it holds a database connection."""
-        context = multiprocessing.get_context("spawn")  # no inherited threads or locks
-        self._conn, theirs = context.Pipe()
+        """Start the child and wait until it holds a database connection.
+
+        A fresh interpreter running this module, not multiprocessing's spawn,
+        which would import the caller's main script again in the child. The URL
+        (which may hold a password) goes down the socket, never on a command
+        line."""
+        ours, theirs = socket.socketpair()
         try:
-            self._process = context.Process(target=_main, args=(self.url, theirs),
-                                            name="unwalled-ledger-writer", daemon=True)
-            self._process.start()
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "unwalled.ledger.child", str(theirs.fileno())],
+                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
             theirs.close()
+            self._conn = Connection(ours.detach())
+            self._conn.send(self.url)
             if self._conn.poll(60) and self._conn.recv() == READY:
                 return True
         except (EOFError, OSError) as exc:
@@ -82,18 +91,19 @@ class ChildWriter:
             self._conn.close()
             self._conn = None
         if self._process is not None:
-            self._process.join(timeout=30)
-            if self._process.is_alive():
+            try:
+                self._process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
                 self._process.kill()
-                self._process.join(timeout=5)
+                self._process.wait(timeout=5)
             self._process = None
 
 
-def _main(url: str, conn: Connection) -> None:
+def _main(conn: Connection) -> None:
     """The child: insert each batch that arrives, answer with the records lost."""
     from unwalled.ledger.store import Inserter, engine_for
 
-    inserter = Inserter(engine_for(url))
+    inserter = Inserter(engine_for(conn.recv()))
     try:
         conn.send(READY)
         while True:
@@ -105,3 +115,8 @@ def _main(url: str, conn: Connection) -> None:
         return  # the parent is gone: nothing more will come
     finally:
         inserter.engine.dispose()
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    _main(Connection(int(sys.argv[1])))

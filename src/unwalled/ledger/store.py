@@ -23,7 +23,6 @@ from sqlalchemy import Engine, create_engine, event, func, select, text
 
 from unwalled.errors import ConfigError
 from unwalled.ledger import schema
-from unwalled.ledger.child import ChildWriter
 
 log = logging.getLogger("unwalled.ledger")
 
@@ -229,7 +228,11 @@ class Ledger:
                                   fix="check that the database is reachable and "
                                       "writable.") from exc
         self._inserter = Inserter(self.engine)
-        self._child = ChildWriter(url) if writer == "process" else None
+        self._child = None
+        if writer == "process":
+            from unwalled.ledger.child import ChildWriter  # its module runs the child
+
+            self._child = ChildWriter(url)
         self.batch_size = batch_size
         self.interval = interval
         # A deque and a timed wake-up instead of a queue: the request path only
