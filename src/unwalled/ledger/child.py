@@ -33,7 +33,8 @@ class ChildWriter:
         self._process: Any = None
         self._conn: Connection | None = None
         self._broken_until = 0.0
-        self._start()
+        # Started by the first batch, in the ledger's writer thread: opening a
+        # ledger never waits for an interpreter to start.
 
     def _start(self) -> bool:
         """Start the child and wait until it holds a database connection.
