@@ -51,6 +51,34 @@ async def test_local_constrained_decoding_gives_schema_valid_json(local_backend)
     assert answer.constrained
 
 
+async def test_local_logprobs_match_llama_cpps_own_from_a_logits_all_model(
+        local_backend):
+    """The backend reads each chosen token's log-probability off the row it was
+    sampled from; llama-cpp-python computes the same numbers only from a model
+    that keeps every row (``logits_all``). Both must agree."""
+    from llama_cpp import Llama
+
+    from unwalled.backends.local import embedded_model_path
+
+    request = HELLO.replace(logprobs=True, max_tokens=12)
+    answer = await local_backend.complete(request, "smollm2-135m")
+    keeping_all = Llama(model_path=str(embedded_model_path()), n_ctx=512, verbose=False,
+                        logits_all=True, seed=0)
+    try:
+        raw = keeping_all.create_chat_completion(
+            messages=[{"role": "user", "content": "What is 2+2?"}], max_tokens=12,
+            temperature=0.0, logprobs=True, top_logprobs=1)
+    finally:
+        keeping_all.close()
+    theirs = [item["logprob"] for item in raw["choices"][0]["logprobs"]["content"]]
+    assert answer.text == raw["choices"][0]["message"]["content"]
+    assert len(answer.logprobs) == answer.usage.completion_tokens == len(theirs)
+    assert answer.logprobs == pytest.approx(theirs, abs=1e-4)
+    assert all(value <= 0.0 for value in answer.logprobs)
+    plain = await local_backend.complete(HELLO, "smollm2-135m")
+    assert plain.logprobs is None
+
+
 # ---- openai, against llama-cpp-python's own OpenAI-compatible server ----
 
 async def test_openai_backend_against_a_real_openai_compatible_server(llama_server):

@@ -7,17 +7,28 @@ downloaded.
 
 llama.cpp contexts are not thread-safe, so each model runs its calls one at a
 time on its own worker thread; the event loop never blocks on inference.
+
+Log-probabilities: llama-cpp-python returns them only from a model loaded with
+``logits_all``, which keeps a score row for every prompt token as well (about
+400 MB for a 2,048-token context) and runs the output layer on every prompt
+token. A request that asks for them here is answered from the logits that
+sampling computes anyway: as each token is chosen, the model's own
+log-probability of it (before temperature and truncation, as OpenAI-style
+servers report it) is read off the last decoded row.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
+import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, AsyncIterator
+
+import numpy as np
 
 from unwalled.backends import tool_grammar
 from unwalled.backends.base import (
@@ -76,9 +87,10 @@ class LocalModelRunner:
             raise ConfigError(f"model file {self.path} does not exist.",
                               key=f"models.{self.name}.path",
                               fix="point it at an existing .gguf file.")
-        return Llama(model_path=str(self.path), n_ctx=self.spec.n_ctx,
-                     n_threads=self.spec.n_threads, chat_format=self.spec.chat_format,
-                     verbose=False, logits_all=False, seed=0)
+        return _with_token_logprobs(Llama)(
+            model_path=str(self.path), n_ctx=self.spec.n_ctx,
+            n_threads=self.spec.n_threads, chat_format=self.spec.chat_format,
+            verbose=False, logits_all=False, seed=0)
 
     async def run(self, fn: Any, *args: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -135,7 +147,18 @@ class LocalBackend:
         return response
 
     def _complete_sync(self, runner: LocalModelRunner, request: ChatRequest) -> Any:
-        return runner.llama.create_chat_completion(**_llama_kwargs(request))
+        llama = runner.llama
+        llama.record_logprobs = request.logprobs
+        try:
+            raw = llama.create_chat_completion(**_llama_kwargs(request))
+        finally:
+            llama.record_logprobs = False
+        if request.logprobs:
+            # The end-of-sequence token is chosen too, but is no part of the answer.
+            count = (raw.get("usage") or {}).get("completion_tokens", 0)
+            raw["choices"][0]["logprobs"] = {"content": [
+                {"logprob": value} for value in llama.chosen_logprobs[:count]]}
+        return raw
 
     async def stream(self, request: ChatRequest, model: str) -> AsyncIterator[Delta]:
         if not tool_grammar.uses_tools(request):
@@ -222,9 +245,40 @@ def _llama_kwargs(request: ChatRequest) -> dict[str, Any]:
         kwargs["response_format"] = {"type": "json_object", "schema": request.json_schema}
     elif request.json_mode:
         kwargs["response_format"] = {"type": "json_object"}
-    if request.logprobs:
-        kwargs["logprobs"] = True
     return kwargs
+
+
+def _with_token_logprobs(llama_class: type) -> type:
+    """``llama_class`` whose ``generate`` notes each chosen token's log-probability
+    when ``record_logprobs`` is set (see the module's doc)."""
+
+    class RecordingLlama(llama_class):  # type: ignore[misc, valid-type]
+        record_logprobs = False
+        chosen_logprobs: list[float] = []
+
+        def generate(self, tokens: Any, *args: Any, **kwargs: Any) -> Any:
+            self.chosen_logprobs = []
+            inner = super().generate(tokens, *args, **kwargs)
+            try:
+                for token in inner:
+                    if self.record_logprobs:
+                        self.chosen_logprobs.append(self._logprob_of(token))
+                    yield token
+            finally:
+                inner.close()
+
+        def _logprob_of(self, token: int) -> float:
+            # The row the sampler has just drawn from: the last one decoded.
+            row = np.ctypeslib.as_array(self._ctx.get_logits_ith(-1),
+                                        shape=(self.n_vocab(),))
+            return float(row[token]) - _logsumexp(row)
+
+    return RecordingLlama
+
+
+def _logsumexp(row: np.ndarray) -> float:
+    top = float(row.max())
+    return top + math.log(float(np.exp(row - top, dtype=np.float64).sum()))
 
 
 def _message(message: Message) -> dict[str, Any]:
