@@ -103,8 +103,8 @@ def test_unchanged_behaviour_is_no_drift_and_names_no_probe():
     report = compare(CONTRACT_PROBES, _samples("Paris.", 11, FREE),
                      _samples("Paris.", 10, FREE[::-1]), CheckOptions(seed=1))
     assert not report.drifted and report.moved == []
-    assert {t.name for t in report.tests} == {"mmd", "flip", "pass_rate", "length",
-                                              "tokens"}
+    assert {t.name for t in report.tests} == {"mmd", "spread", "flip", "pass_rate",
+                                              "length", "tokens"}
     assert report.p_value == min(t.adjusted for t in report.tests) > 0.05
 
 
@@ -120,6 +120,23 @@ def test_flips_and_a_falling_pass_rate_are_drift_and_name_their_probes():
     flip = next(t for t in report.tests if t.name == "flip")
     # No instability in the snapshot: chance rate (0 + 0.5) / (6 + 1).
     assert flip.p_value == pytest.approx((0.5 / 7) ** 6)
+
+
+def test_answers_that_vary_more_are_drift_in_spread_and_name_their_probe():
+    settled = ["a red rose", "a red rose", "a red rose", "a red car"] * 3
+    scattered = ["a red rose", "one blue sky", "the green sea", "some old wine",
+                 "a new car", "two red cups", "a red rose", "his tall tree",
+                 "a red car", "our warm sun", "her gold ring", "my soft hat"]
+    report = compare(CONTRACT_PROBES, _samples("Paris.", 12, settled),
+                     _samples("Paris.", 12, scattered), CheckOptions(seed=1))
+    spread = next(t for t in report.tests if t.name == "spread")
+    # Jaccard similarity of word sets. Snapshot: of 66 pairs, 39 are identical
+    # and 27 (rose, car) share 2 of 4 words: 52.5 / 66. Fresh: 3.5 / 66.
+    assert spread.statistic == pytest.approx((52.5 - 3.5) / 66)
+    assert spread.adjusted < 0.05
+    assert "answers vary more than the snapshot's" in spread.detail
+    assert report.drifted
+    assert [p.probe for p in report.moved] == ["free"]
 
 
 def test_samples_must_cover_every_probe_on_both_sides():

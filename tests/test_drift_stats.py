@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -104,3 +106,102 @@ def test_holm_and_benjamini_hochberg_known_values():
     assert stats.holm([0.5, 0.9]).tolist() == [1.0, 1.0]  # never below a smaller p
     assert stats.holm([0.01, 0.5]).tolist() == [0.02, 0.5]
     assert stats.holm([]).size == 0
+
+
+def test_spread_statistic_is_the_within_side_similarity_gap():
+    # Reference pairs: 6, of which (a, a) and (b, b) agree; fresh pairs: none agree.
+    block = stats.Block(stats.text_gram(["a", "a", "b", "b", "a", "b", "c", "d"]), 4)
+    result = stats.spread_test([block], 20_000, np.random.default_rng(2))
+    assert result.statistic == pytest.approx(1 / 3)
+    # The exact permutation p-value, over all 70 ways to pick 4 of 8 as reference.
+    gaps = []
+    for chosen in itertools.combinations(range(8), 4):
+        order = [*chosen, *(i for i in range(8) if i not in chosen)]
+        gram = block.gram[np.ix_(order, order)]
+        gaps.append(stats.spread_test([stats.Block(gram, 4)], 1,
+                                      np.random.default_rng(0)).statistic)
+    exact = np.mean(np.abs(gaps) >= 1 / 3 - 1e-12)
+    assert result.p_value == pytest.approx(exact, abs=0.01)
+    assert result.per_block[0][0] == pytest.approx(1 / 3)
+
+
+def _tempered(rng, logits, temperature, count):
+    weights = np.exp(np.asarray(logits) / temperature)
+    return list(rng.choice(list("abcdefgh"), count, p=weights / weights.sum()))
+
+
+def _collision(logits, temperature):
+    weights = np.exp(np.asarray(logits) / temperature)
+    return float(((weights / weights.sum()) ** 2).sum())
+
+
+def test_spread_sees_a_higher_sampling_temperature():
+    """Answers drawn from one categorical distribution at temperature 0.7 (the
+    snapshot) and 1.0 (fresh). Each side's mean pairwise similarity estimates
+    the chance that two answers agree, the sum of squared probabilities,
+    without bias; so the statistic's mean is known exactly."""
+    rng = np.random.default_rng(11)
+    logits = [2.0, 1.5, 1.0, 0.5, 0.0, -0.5, -1.0, -1.5]
+    probes, per_side = 5, 50
+    expected = probes * (_collision(logits, 0.7) - _collision(logits, 1.0))
+    changed, unchanged = [], []
+    for _ in range(100):
+        hotter = [stats.Block(stats.text_gram(_tempered(rng, logits, 0.7, per_side)
+                                              + _tempered(rng, logits, 1.0, per_side)),
+                              per_side) for _ in range(probes)]
+        same = [stats.Block(stats.text_gram(_tempered(rng, logits, 0.7, 2 * per_side)),
+                            per_side) for _ in range(probes)]
+        changed.append(stats.spread_test(hotter, 199, rng))
+        unchanged.append(stats.spread_test(same, 199, rng))
+    assert expected == pytest.approx(0.4545, abs=0.0001)
+    # 100 trials: the standard error of this mean is about 0.015.
+    assert np.mean([r.statistic for r in changed]) == pytest.approx(expected, abs=0.05)
+    assert np.mean([r.statistic for r in unchanged]) == pytest.approx(0.0, abs=0.05)
+    # The statistic's mean is about 3.1 standard deviations from 0 here, which
+    # gives a power near 0.87 at alpha 0.05; 100 trials leave some play.
+    assert np.mean([r.p_value < 0.05 for r in changed]) >= 0.75
+    assert np.mean([r.p_value < 0.05 for r in unchanged]) <= 0.1
+
+
+def test_spread_needs_two_samples_a_side():
+    block = stats.Block(stats.text_gram(["a", "b", "c"]), 1)
+    result = stats.spread_test([block], 99)
+    assert (result.statistic, result.p_value) == (0.0, 1.0)
+    assert result.per_block == [(0.0, 1.0)]
+
+
+def test_word_set_kernel_is_the_jaccard_similarity_of_word_sets():
+    gram = stats.word_set_gram(["The cat sat.", "the cat ran", "", ""])
+    # {the, cat, sat, .} and {the, cat, ran}: 2 shared of 5.
+    assert gram[0, 1] == pytest.approx(0.4)
+    assert gram[2, 3] == 1.0 and gram[0, 2] == 0.0   # two empty answers are alike
+    assert np.all(np.diag(gram) == 1.0)
+    # Order and repetition do not matter; a word more or fewer costs little.
+    assert stats.word_set_gram(["red rose red", "rose red"])[0, 1] == 1.0
+
+
+def test_mean_shift_test_permutes_within_groups():
+    # [1, 2, 3] against [4, 5, 6]: 2 of the 20 ways to split six values into
+    # three and three give a difference of means as large (3 or -3).
+    p = stats.mean_shift_test([([1, 2, 3], [4, 5, 6])], 5000, np.random.default_rng(0))
+    assert p == pytest.approx(0.1, abs=0.015)
+    # A group whose values are all alike adds nothing, nor does a lopsided one.
+    padded = [([1, 2, 3], [4, 5, 6]), ([10, 10], [10, 10]), ([7], [])]
+    assert stats.mean_shift_test(padded, 5000, np.random.default_rng(0)) == p
+    assert stats.mean_shift_test([([5, 5], [5, 5])], 99) == 1.0
+
+
+def test_mean_shift_test_is_not_fooled_by_groups_at_different_levels():
+    """Groups whose levels lie far apart (as answers to different prompts are
+    in log-probability) do not hide a small shift within each group."""
+    rng = np.random.default_rng(4)
+    levels = [-0.5, -1.5, -2.5, -3.5]
+    shifted = [(rng.normal(level, 0.2, 10), rng.normal(level - 0.25, 0.2, 10))
+               for level in levels]
+    same = [(rng.normal(level, 0.2, 10), rng.normal(level, 0.2, 10))
+            for level in levels]
+    assert stats.mean_shift_test(shifted, 999, rng) < 0.01
+    pooled = stats.location_test(np.concatenate([g[0] for g in shifted]),
+                                 np.concatenate([g[1] for g in shifted]))
+    assert pooled > 0.05  # pooling every group together drowns the shift
+    assert stats.mean_shift_test(same, 999, rng) > 0.05

@@ -3,11 +3,11 @@
 A check is a two-stage test:
 
 1. **Is there drift?** A small family of route-wide tests (MMD on completions,
-   flips of deterministic probes, contract pass rate, answer length, completion
-   tokens, mean log-probability when the backend gives it), each pooling every
-   probe, corrected with Holm's method. Drift is declared when any adjusted
-   p-value is below ``alpha``; the chance of a false alarm on an unchanged
-   route stays at or below ``alpha``.
+   the spread of completions, flips of deterministic probes, contract pass
+   rate, answer length, completion tokens, mean log-probability when the
+   backend gives it), each pooling every probe, corrected with Holm's method.
+   Drift is declared when any adjusted p-value is below ``alpha``; the chance
+   of a false alarm on an unchanged route stays at or below ``alpha``.
 2. **Which probes moved?** Only after drift is declared: the same tests per
    probe, corrected with Benjamini-Hochberg, name the probes that moved.
 """
@@ -118,6 +118,7 @@ class _ProbeSides:
     reference: list[Sample] = field(default_factory=list)
     fresh: list[Sample] = field(default_factory=list)
     mmd: TestResult | None = None
+    spread: TestResult | None = None
 
 
 def compare(probes: ProbeSet, reference: Sequence[Sample], fresh: Sequence[Sample],
@@ -127,13 +128,17 @@ def compare(probes: ProbeSet, reference: Sequence[Sample], fresh: Sequence[Sampl
     rng = np.random.default_rng(options.seed)
     sides = _by_probe(probes, reference, fresh)
 
-    mmd = _mmd(sides, options, rng)
+    blocks = [stats.Block(stats.text_gram([s.text for s in side.reference + side.fresh],
+                                          options.kernel), len(side.reference))
+              for side in sides]
     null_flip_rate = _null_flip_rate(sides)
-    route_tests = [mmd, *_family(sides, null_flip_rate)]
+    route_tests = [_mmd(sides, blocks, options, rng), _spread(sides, options, rng),
+                   *_family(sides, null_flip_rate, options, rng)]
     _adjust(route_tests, stats.holm)
     drifted = any(test.adjusted < options.alpha for test in route_tests)
 
-    probe_results = [ProbeResult(side.probe.id, _probe_tests(side, null_flip_rate))
+    probe_results = [ProbeResult(side.probe.id,
+                                 _probe_tests(side, null_flip_rate, options, rng))
                      for side in sides] if options.localise else []
     _name_moved(probe_results, options.alpha, drifted)
     return DriftReport(route=route, alpha=options.alpha, drifted=drifted,
@@ -158,12 +163,9 @@ def _by_probe(probes: ProbeSet, reference: Sequence[Sample],
     return list(sides.values())
 
 
-def _mmd(sides: list[_ProbeSides], options: CheckOptions,
+def _mmd(sides: list[_ProbeSides], blocks: list[stats.Block], options: CheckOptions,
          rng: np.random.Generator) -> TestResult:
     """The route-wide MMD test; each probe keeps its own block's result."""
-    blocks = [stats.Block(stats.text_gram([s.text for s in side.reference + side.fresh],
-                                          options.kernel), len(side.reference))
-              for side in sides]
     result = stats.mmd_test(blocks, options.permutations, rng)
     for side, block, (value, p) in zip(sides, blocks, result.per_block):
         if block.testable:
@@ -171,6 +173,27 @@ def _mmd(sides: list[_ProbeSides], options: CheckOptions,
     return TestResult("mmd", result.p_value, result.statistic,
                       f"MMD² {result.statistic:.3f} summed over {len(sides)} probes "
                       f"({options.kernel} Hamming kernel)")
+
+
+def _spread(sides: list[_ProbeSides], options: CheckOptions,
+            rng: np.random.Generator) -> TestResult:
+    """The route-wide spread test; each probe keeps its own block's result."""
+    blocks = [stats.Block(stats.word_set_gram([s.text for s in side.reference
+                                               + side.fresh]), len(side.reference))
+              for side in sides]
+    result = stats.spread_test(blocks, options.permutations, rng)
+    for side, (gap, p) in zip(sides, result.per_block):
+        enough = len(side.reference) >= 2 and len(side.fresh) >= 2
+        if enough and not side.probe.deterministic:
+            side.spread = TestResult("spread", p, gap, _spread_words(gap))
+    return TestResult("spread", result.p_value, result.statistic,
+                      f"{_spread_words(result.statistic)} (summed over {len(sides)} "
+                      "probes, Jaccard similarity of word sets)")
+
+
+def _spread_words(gap: float) -> str:
+    trend = "vary more" if gap > 0 else "vary less"
+    return f"answers {trend} than the snapshot's (similarity gap {gap:+.3f})"
 
 
 def _null_flip_rate(sides: list[_ProbeSides]) -> float:
@@ -183,7 +206,8 @@ def _flips(side: _ProbeSides) -> stats.Flips:
                              [s.text for s in side.fresh])
 
 
-def _family(sides: list[_ProbeSides], null_flip_rate: float) -> list[TestResult]:
+def _family(sides: list[_ProbeSides], null_flip_rate: float, options: CheckOptions,
+            rng: np.random.Generator) -> list[TestResult]:
     """Flip, pass-rate and number tests, pooling the samples of ``sides``."""
     tests: list[TestResult] = []
     deterministic = [side for side in sides if side.probe.deterministic]
@@ -199,11 +223,22 @@ def _family(sides: list[_ProbeSides], null_flip_rate: float) -> list[TestResult]
     tests.append(_numbers("tokens", stats.location_test, "completion tokens",
                           [s.completion_tokens for s in reference],
                           [s.completion_tokens for s in fresh]))
-    logprobs = [s.mean_logprob for s in reference + fresh]
-    if all(value is not None for value in logprobs):
-        tests.append(_numbers("logprob", stats.location_test, "mean log-probability",
-                              logprobs[:len(reference)], logprobs[len(reference):]))
+    if all(s.mean_logprob is not None for s in reference + fresh):
+        tests.append(_logprob(sides, options, rng))
     return tests
+
+
+def _logprob(sides: list[_ProbeSides], options: CheckOptions,
+             rng: np.random.Generator) -> TestResult:
+    """Mean log-probability per answer, compared within each probe: answers to
+    different prompts differ in likelihood far more than a change moves them."""
+    groups = [([s.mean_logprob or 0.0 for s in side.reference],
+               [s.mean_logprob or 0.0 for s in side.fresh]) for side in sides]
+    p = stats.mean_shift_test(groups, options.permutations, rng)
+    before = _mean([v for group in groups for v in group[0]])
+    after = _mean([v for group in groups for v in group[1]])
+    return TestResult("logprob", p, after - before,
+                      f"mean log-probability per token {before:.2f} -> {after:.2f}")
 
 
 def _flip_test(sides: list[_ProbeSides], null_flip_rate: float) -> TestResult:
@@ -238,9 +273,10 @@ def _numbers(name: str, test: Callable[[Sequence[float], Sequence[float]], float
                       f"mean {unit} {mean_before:.1f} -> {mean_after:.1f}")
 
 
-def _probe_tests(side: _ProbeSides, null_flip_rate: float) -> list[TestResult]:
-    tests = [side.mmd] if side.mmd is not None else []
-    return tests + _family([side], null_flip_rate)
+def _probe_tests(side: _ProbeSides, null_flip_rate: float, options: CheckOptions,
+                 rng: np.random.Generator) -> list[TestResult]:
+    tests = [test for test in (side.mmd, side.spread) if test is not None]
+    return tests + _family([side], null_flip_rate, options, rng)
 
 
 def _name_moved(results: list[ProbeResult], alpha: float, drifted: bool) -> None:

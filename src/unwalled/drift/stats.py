@@ -9,12 +9,24 @@ one and returns a p-value; none knows about routes or ledgers.
   splits into one block per probe; the statistic is the sum of the blocks and
   the p-value comes from permuting the reference/fresh labels *within* each
   probe (both sides hold the same number of samples of each probe by design).
+- ``spread_test``: how alike a side's answers are to each other (the mean
+  kernel similarity between two answers of the same side), compared between
+  the sides, with the same within-probe permutations. The MMD sees a change
+  of *place*; this sees a change of *spread*, such as a provider sampling at
+  a higher temperature, which leaves the typical answer where it was but
+  makes answers differ more from one another. Its kernel is ``word_set_gram``
+  (the Jaccard similarity of the answers' sets of words), which, unlike the
+  position-by-position Hamming kernel, still sees two answers share their
+  words once one of them has said a word more or fewer.
+- ``mean_shift_test``: a stratified permutation test on the difference of
+  means, used for the answers' mean log-probability: at a higher temperature
+  a model picks tokens it finds less likely.
 - ``flip_test``: deterministic (temperature 0) probes should repeat their
   answer. An exact binomial test asks whether fresh answers leave the
   reference answer more often than the snapshot's own answers did.
 - ``pass_rate_test`` (Fisher's exact test), ``length_test`` (Kolmogorov-Smirnov)
-  and ``location_test`` (Mann-Whitney U) on contract verdicts, lengths, token
-  counts and mean log-probabilities.
+  and ``location_test`` (Mann-Whitney U) on contract verdicts, lengths and
+  token counts.
 - ``holm`` and ``benjamini_hochberg`` correct for testing many things at once.
 """
 
@@ -79,6 +91,21 @@ def text_gram(texts: Sequence[str], unit: Unit = "char",
     return hamming_gram(encode(texts, unit, length))
 
 
+def word_set_gram(texts: Sequence[str]) -> np.ndarray:
+    """k(a, b): the Jaccard similarity of the sets of (lower-cased) words and
+    punctuation marks of a and b; 1 for two empty answers."""
+    vocabulary: dict[str, int] = {}
+    rows = [{vocabulary.setdefault(word, len(vocabulary))
+             for word in _WORDS.findall(text.lower())} for text in texts]
+    member = np.zeros((len(rows), len(vocabulary)))
+    for i, row in enumerate(rows):
+        member[i, list(row)] = 1.0
+    shared = member @ member.T
+    sizes = member.sum(axis=1)
+    union = sizes[:, None] + sizes[None, :] - shared
+    return np.divide(shared, union, out=np.ones_like(shared), where=union > 0)
+
+
 # ---- MMD with a permutation p-value ----
 
 @dataclass(slots=True)
@@ -139,11 +166,94 @@ def _block_statistics(block: Block, permutations: int,
     return observed, permuted
 
 
+# ---- spread: how alike each side's answers are to each other ----
+
+@dataclass(slots=True)
+class SpreadResult:
+    statistic: float
+    """Summed over probes: the reference answers' mean similarity to each other
+    minus the fresh answers'. Positive: the fresh answers vary more."""
+    p_value: float
+    per_block: list[tuple[float, float]]
+    """(difference, two-sided p-value) for each block; (0, 1) where a side has
+    fewer than two samples."""
+
+
+def spread_test(blocks: Sequence[Block], permutations: int = 1000,
+                rng: np.random.Generator | None = None) -> SpreadResult:
+    """A two-sided permutation test on the summed within-side similarity gap.
+
+    Summing the signed per-probe gaps before taking the size makes a change
+    that widens (or narrows) every probe's answers add up across probes.
+    """
+    rng = rng or np.random.default_rng()
+    observed_total = 0.0
+    permuted_total = np.zeros(permutations)
+    per_block: list[tuple[float, float]] = []
+    spreadable = [block.reference >= 2 and block.fresh >= 2 for block in blocks]
+    for block, usable in zip(blocks, spreadable):
+        if not usable:
+            per_block.append((0.0, 1.0))
+            continue
+        labels = np.arange(block.gram.shape[0]) < block.reference
+        observed = float(_similarity_gap(block, labels[:, None])[0])
+        shuffled = rng.permuted(np.tile(labels[:, None], (1, permutations)), axis=0)
+        permuted = _similarity_gap(block, shuffled)
+        observed_total += observed
+        permuted_total += permuted
+        per_block.append((observed, _permutation_p(abs(observed), np.abs(permuted))))
+    if not any(spreadable):
+        return SpreadResult(0.0, 1.0, per_block)
+    return SpreadResult(observed_total,
+                        _permutation_p(abs(observed_total), np.abs(permuted_total)),
+                        per_block)
+
+
+def _similarity_gap(block: Block, labels: np.ndarray) -> np.ndarray:
+    """For each column of boolean ``labels`` (True: reference), the mean
+    similarity of two different reference answers minus that of two fresh ones."""
+    diagonal = np.diag(block.gram)
+
+    def within(members: np.ndarray, count: int) -> np.ndarray:
+        weights = members.astype(float)
+        pairs = (np.einsum("ib,ib->b", weights, block.gram @ weights)
+                 - diagonal @ weights)
+        return pairs / (count * (count - 1))
+
+    return within(labels, block.reference) - within(~labels, block.fresh)
+
+
 def _permutation_p(observed: float, permuted: np.ndarray) -> float:
     # The observed labelling counts as one of the permutations, so p > 0.
     tolerance = 1e-12 * max(1.0, abs(observed))
     at_least = int(np.count_nonzero(permuted >= observed - tolerance))
     return (1 + at_least) / (1 + len(permuted))
+
+
+# ---- a shift of means, within probes ----
+
+def mean_shift_test(groups: Sequence[tuple[Sequence[float], Sequence[float]]],
+                    permutations: int = 1000,
+                    rng: np.random.Generator | None = None) -> float:
+    """Two-sided p-value for the summed per-group (fresh mean - reference mean),
+    permuting the labels within each (reference, fresh) group. A group with no
+    sample on a side adds nothing."""
+    rng = rng or np.random.default_rng()
+    observed = 0.0
+    permuted = np.zeros(permutations)
+    for reference, fresh in groups:
+        if len(reference) == 0 or len(fresh) == 0:
+            continue
+        values = np.concatenate([np.asarray(reference, float),
+                                 np.asarray(fresh, float)])
+        labels = np.arange(values.size) < len(reference)
+        shuffled = rng.permuted(np.tile(labels[:, None], (1, permutations)), axis=0)
+        observed += values[len(reference):].mean() - values[:len(reference)].mean()
+        permuted += ((values @ ~shuffled) / len(fresh)
+                     - (values @ shuffled) / len(reference))
+    if not np.any(permuted) and observed == 0.0:
+        return 1.0
+    return _permutation_p(abs(observed), np.abs(permuted))
 
 
 # ---- flips of deterministic probes ----
