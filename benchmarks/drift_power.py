@@ -16,7 +16,10 @@ Each variant's answers are generated once into a pool (cached in
 benchmarks/.work/drift/); trials then resample from the pools. Power is the
 share of trials in which ``compare`` declares drift at alpha 0.05; the false
 positive rate is the same with both sides drawn, disjointly, from the
-reference pool.
+reference pool. Every trial runs the check twice on the same draws: once with
+the answers' per-token log-probabilities, as the local backend and
+OpenAI-style providers return them, and once without, as for a provider that
+returns none.
 
     .venv/bin/python benchmarks/drift_power.py               # full run
     .venv/bin/python benchmarks/drift_power.py --quick       # a smoke run
@@ -31,7 +34,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -52,7 +55,8 @@ PROBES = ROOT / "examples" / "drift" / "probes.jsonl"
 HIDDEN_SYSTEM = "You are a helpful assistant."
 CHANGED_TEMPERATURE = 1.0
 ALPHA = 0.05
-KERNELS = ("char", "word")
+MODES = ("logprobs", "no logprobs")
+"""With the answers' log-probabilities, and as from a provider that gives none."""
 GREEDY_POOL = 5
 """Answers generated per greedy (temperature 0) probe. They are checked to be
 identical and then drawn with replacement; sampled probes are drawn without."""
@@ -192,19 +196,24 @@ def one_trial(probes: ProbeSet, reference: dict[str, list[Sample]],
     else:
         before = [s for group in draw(reference, per_probe, rng) for s in group]
         after = [s for group in draw(fresh, per_probe, rng) for s in group]
-    # Both kernels see the same draws. Naming the probes that moved does not
-    # change the verdict, so it is skipped here.
+    # Both modes see the same draws and permutations. Naming the probes that
+    # moved does not change the verdict, so it is skipped here.
     seed = int(rng.integers(2**31))
     outcome: dict[str, Any] = {"raw": {}}
-    for kernel in KERNELS:
-        options = CheckOptions(alpha=ALPHA, permutations=permutations, kernel=kernel,
-                               seed=seed, localise=False)
+    for mode in MODES:
+        options = CheckOptions(alpha=ALPHA, permutations=permutations, seed=seed,
+                               localise=False)
+        if mode == "no logprobs":
+            before, after = without_logprobs(before), without_logprobs(after)
         report = compare(probes, before, after, options)
-        outcome[kernel] = report.drifted
+        outcome[mode] = report.drifted
         for test in report.tests:
-            name = test.name if test.name != "mmd" else f"mmd_{kernel}"
-            outcome["raw"][name] = test.p_value < ALPHA
+            outcome["raw"][test.name] = test.p_value < ALPHA
     return outcome
+
+
+def without_logprobs(samples: list[Sample]) -> list[Sample]:
+    return [replace(sample, logprobs=None) for sample in samples]
 
 
 def run_trials(probes: ProbeSet, pools: dict[str, dict[str, list[Sample]]],
@@ -221,7 +230,7 @@ def run_trials(probes: ProbeSet, pools: dict[str, dict[str, list[Sample]]],
             cell = summarise(outcomes, per_probe * len(probes))
             results[f"{name}/{per_probe}"] = cell
             print(f"  {name:14s} n/side={cell['per_side']:4d}  drift declared: "
-                  + ", ".join(f"{k} {cell['rate'][k]:.3f}" for k in KERNELS), flush=True)
+                  + ", ".join(f"{m} {cell['rate'][m]:.3f}" for m in MODES), flush=True)
     return results
 
 
@@ -231,11 +240,11 @@ def _sampled_pool(probes: ProbeSet, pools: dict[str, list[Sample]]) -> int:
 
 def summarise(outcomes: list[dict[str, Any]], per_side: int) -> dict[str, Any]:
     count = len(outcomes)
-    hits = {kernel: sum(o[kernel] for o in outcomes) for kernel in KERNELS}
+    hits = {mode: sum(o[mode] for o in outcomes) for mode in MODES}
     tests = sorted({name for o in outcomes for name in o["raw"]})
     return {"per_side": per_side, "trials": count,
-            "rate": {kernel: hits[kernel] / count for kernel in KERNELS},
-            "ci95": {kernel: wilson(hits[kernel], count) for kernel in KERNELS},
+            "rate": {mode: hits[mode] / count for mode in MODES},
+            "ci95": {mode: wilson(hits[mode], count) for mode in MODES},
             "tests": {name: sum(o["raw"].get(name, False) for o in outcomes) / count
                       for name in tests}}
 
@@ -256,18 +265,18 @@ def markdown(results: dict[str, Any], sizes: list[int], probes: ProbeSet) -> str
     per_side = [s * len(probes) for s in sizes]
     rows = ["Share of trials in which the whole check declared drift (alpha 0.05, "
             "Holm), with a 95% Wilson interval; n is samples per side:", "",
-            "| variant | kernel | " + " | ".join(f"n={n}" for n in per_side) + " |",
+            "| variant | check | " + " | ".join(f"n={n}" for n in per_side) + " |",
             "|---|---|" + "---|" * len(per_side)]
     for name in sorted({key.split("/")[0] for key in results}, key=_order):
-        for kernel in KERNELS:
+        for mode in MODES:
             cells = []
             for size in sizes:
                 cell = results.get(f"{name}/{size}")
-                low, high = cell["ci95"][kernel] if cell else (0, 0)
+                low, high = cell["ci95"][mode] if cell else (0, 0)
                 cells.append("-" if cell is None else
-                             f"{cell['rate'][kernel]:.2f} [{low:.2f}, {high:.2f}]")
-            rows.append(f"| {name} | {kernel} | " + " | ".join(cells) + " |")
-    tests = ["mmd_char", "mmd_word", "flip", "pass_rate", "length", "tokens"]
+                             f"{cell['rate'][mode]:.2f} [{low:.2f}, {high:.2f}]")
+            rows.append(f"| {name} | {mode} | " + " | ".join(cells) + " |")
+    tests = ["mmd", "spread", "flip", "pass_rate", "length", "tokens", "logprob"]
     detail = ["", "Share of trials in which each test alone had p < 0.05 (before "
               "correction):", "", "| variant | n/side | " + " | ".join(tests) + " |",
               "|---|---|" + "---|" * len(tests)]
@@ -292,8 +301,11 @@ async def generate(probes: ProbeSet, reference_pool: int,
     runtime = build_runtime(quantised)
     pools, seconds = {}, {}
     try:
-        plan = [("reference", reference_pool, 1), ("requantised", variant_pool, 2),
-                ("system-prompt", variant_pool, 3), ("temperature", variant_pool, 4)]
+        # The spread test's kernel was chosen on pools drawn with seeds 1 (the
+        # reference) and 4 (temperature); these are fresh ones, so the figures
+        # reported do not rest on the answers that choice was made on.
+        plan = [("reference", reference_pool, 5), ("requantised", variant_pool, 2),
+                ("system-prompt", variant_pool, 3), ("temperature", variant_pool, 6)]
         for route, per_probe, seed in plan:
             samples, took = await pool(runtime, route, probes, per_probe, seed)
             pools[route], seconds[route] = by_probe(samples), took
@@ -309,9 +321,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--permutations", type=int, default=300)
-    parser.add_argument("--reference-pool", type=int, default=44,
+    parser.add_argument("--reference-pool", type=int, default=48,
                         help="answers per sampled probe in the reference pool")
-    parser.add_argument("--variant-pool", type=int, default=22,
+    parser.add_argument("--variant-pool", type=int, default=24,
                         help="answers per sampled probe in each variant's pool")
     parser.add_argument("--sizes", default="1,2,5,10,20",
                         help="samples per probe per side to try")
