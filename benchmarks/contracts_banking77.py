@@ -141,20 +141,23 @@ def report(results: dict[str, Tally], args: argparse.Namespace, n: int) -> str:
         "",
         f"{n} of {args.n} banking77 test messages done (from `{source}`, "
         f"shuffled with seed {args.seed}) through the embedded SmolLM2-135M-Instruct "
-        "(Q4_1, llama.cpp, in process, temperature 0, max_tokens "
-        f"{args.max_tokens}) under `examples/banking77/intent.contract.yaml`. The "
+        "(Q4_1, llama.cpp, in process, "
+        f"{args.threads} thread{'s' if args.threads > 1 else ''}, temperature 0, "
+        f"max_tokens {args.max_tokens}) under `examples/banking77/intent.contract.yaml`. The "
         "system prompt lists the 77 labels in every mode. Rerun with "
         "`.venv/bin/python benchmarks/contracts_banking77.py`.",
         "",
-        "| mode | schema-valid | accuracy | attempts per message | seconds per message (p50) |",
-        "|---|---|---|---|---|",
+        "| mode | schema-valid | accuracy | attempts per message | seconds per message "
+        "(p50) | seconds per message (mean) |",
+        "|---|---|---|---|---|---|",
     ]
     for mode, tally in results.items():
         lines.append(
             f"| {mode} | {tally.valid}/{n} ({tally.valid / n:.1%}) | "
             f"{tally.correct}/{n} ({tally.correct / n:.1%}) | "
             f"{statistics.mean(tally.attempts):.2f} | "
-            f"{statistics.median(tally.seconds):.2f} |")
+            f"{statistics.median(tally.seconds):.2f} | "
+            f"{statistics.mean(tally.seconds):.2f} |")
     lines += ["", "Schema-valid: the final answer holds JSON that validates against the "
               "contract's schema (one of the 77 intents). Accuracy: that intent is the "
               "labelled one. A 135M model is no classifier; the point is what each "

@@ -12,7 +12,9 @@ from tests.conftest import make_runtime
 from unwalled import AsyncClient, Client, Contract, ContractError, MockBackend
 from unwalled.backends.base import ChatRequest, ChatResponse, Message
 from unwalled.contracts import Verifier, load_contract
-from unwalled.contracts.repair import Ask, RepairLoop, drive, drive_async
+from unwalled.contracts.repair import (
+    Ask, RepairLoop, drive, drive_async, repair_note, shorten_enums,
+)
 from unwalled.errors import RoutingError
 
 CITY = {"type": "object", "properties": {"city": {"type": "string"}},
@@ -72,6 +74,49 @@ def test_one_machine_gives_the_same_verdict_through_both_drivers():
     assert "holds no JSON" in repair[2].content and '"city"' in repair[2].content
     assert sync_asks[2].skip == frozenset({"a/x"})
     assert len(sync_asks[2].request.messages) == 1
+
+
+LABELS = ["card_arrival", "card_linking", "exchange_rate", "pin_blocked",
+          "age_limit", "change_pin", "atm_support", "top_up_limits", "card_swallowed",
+          "country_support"]
+INTENT = {"type": "object", "properties": {"intent": {"enum": LABELS}},
+          "required": ["intent"], "additionalProperties": False}
+
+
+def test_every_repair_is_the_original_request_plus_the_last_answer_and_a_short_note():
+    system = "Classify. Answer {\"intent\": label}. Allowed labels: " + ", ".join(LABELS)
+    bad = Contract(name="intent", system=system, output={"schema": INTENT},
+                   on_fail={"repair": 2}, decoding="free")
+    answers = iter(['{"intent": "card_arival"}', '{"intent": "pin"}',
+                    '{"intent": "card_arrival"}'])
+    asks: list[Ask] = []
+
+    def call(ask: Ask) -> tuple[ChatResponse, str]:
+        asks.append(ask)
+        return ChatResponse(text=next(answers), model="a/x"), "a/x"
+
+    done = drive(RepairLoop(Verifier(bad), request(), ["a/x"]), call)
+    assert done.verdict.action == "repair" and done.verdict.parsed == {
+        "intent": "card_arrival"}
+    first, second, third = (a.request.messages for a in asks)
+    # The same prefix every time (the system prompt and the question), so a local
+    # model reuses it from its cache; the prompt does not grow with each repair.
+    assert first[0].role == "system" and first[0].content == system
+    assert second[:2] == first and third[:2] == first and len(third) == len(second) == 4
+    assert third[2].content == '{"intent": "pin"}'
+    note = second[3].content
+    # The violation names the closest labels, not all ten; the schema in the note
+    # points at the system prompt instead of repeating the enum.
+    assert "is not one of the 10 allowed values; closest: 'card_arrival'" in note
+    assert "one of the 10 values listed in the system prompt" in note
+    assert "country_support" not in note and len(note) < 500
+
+
+def test_a_long_enum_the_system_prompt_does_not_list_is_shown_in_full():
+    note = repair_note([], INTENT, system="Classify the message.")
+    assert all(label in note for label in LABELS)
+    assert shorten_enums(INTENT, ", ".join(LABELS))["properties"]["intent"] == {
+        "enum": "one of the 10 values listed in the system prompt"}
 
 
 def test_reject_stops_at_the_first_bad_answer():

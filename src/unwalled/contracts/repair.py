@@ -25,12 +25,18 @@ import orjson
 
 from unwalled.backends.base import ChatRequest, ChatResponse, Message
 from unwalled.contracts.grammar import decoding_plan
-from unwalled.contracts.verdict import AttemptVerdict, CheckResult, Verdict
+from unwalled.contracts.verdict import AttemptVerdict, CheckResult, Verdict, \
+    Violation
 from unwalled.contracts.verifier import Verifier
 from unwalled.errors import UnwalledError
 
-MAX_SCHEMA_IN_PROMPT = 4000
+MAX_SCHEMA_IN_PROMPT = 2000
 """Characters of the schema shown in a repair prompt; longer ones are cut."""
+MAX_VIOLATIONS_IN_PROMPT = 5
+"""Violations listed in a repair prompt; the rest are counted."""
+LONG_ENUM = 8
+"""An enum longer than this is not repeated in a repair prompt when the system
+prompt lists its values already."""
 
 
 @dataclass(slots=True)
@@ -132,20 +138,18 @@ class RepairLoop:
 
     def _repair_request(self, response: ChatResponse,
                         result: CheckResult) -> ChatRequest:
-        """The conversation so far, the bad answer, and what was wrong with it."""
-        problems = "\n".join(f"- {v.path}: {v.message}" for v in result.violations[:20])
-        lines = ["Your previous answer broke these rules:", problems]
-        schema = self.verifier.contract.schema
-        if schema is not None:
-            shown = orjson.dumps(schema).decode()[:MAX_SCHEMA_IN_PROMPT]
-            lines.append("Answer again with only a JSON value valid against this "
-                         f"JSON Schema, and nothing else:\n{shown}")
-        else:
-            lines.append("Answer again, following every rule.")
-        messages = list(self.current.messages) + [
-            Message("assistant", response.text or ""),
-            Message("user", "\n".join(lines))]
-        return self.current.replace(messages=messages)
+        """The original request, the bad answer, and a short note of what was wrong.
+
+        Every re-ask is built on the original request, not on the previous
+        re-ask: the prompt does not grow with each repair, and it starts with the
+        system prompt and question the backend has just evaluated, which a local
+        model takes from its prefix cache instead of reading them again.
+        """
+        note = repair_note(result.violations, self.verifier.contract.schema,
+                           self.verifier.contract.system or "")
+        messages = list(self.original.messages) + [
+            Message("assistant", response.text or ""), Message("user", note)]
+        return self.original.replace(messages=messages)
 
     def _finish(self, passed: bool, action: str, response: ChatResponse,
                 result: CheckResult) -> Done:
@@ -176,6 +180,45 @@ def with_system(messages: list[Message], system: str) -> list[Message]:
         joined = f"{system}\n\n{messages[0].content or ''}".strip()
         return [Message("system", joined)] + list(messages[1:])
     return [Message("system", system)] + list(messages)
+
+
+def repair_note(violations: list[Violation], schema: dict[str, Any] | None,
+                system: str) -> str:
+    """What a re-ask says: the first few violations, then the schema to follow,
+    short (a long enum the system prompt already lists is named, not repeated)."""
+    lines = ["Your previous answer broke these rules:"]
+    lines += [f"- {v.path}: {v.message}" for v in violations[:MAX_VIOLATIONS_IN_PROMPT]]
+    if len(violations) > MAX_VIOLATIONS_IN_PROMPT:
+        lines.append(f"- and {len(violations) - MAX_VIOLATIONS_IN_PROMPT} more")
+    if schema is None:
+        lines.append("Answer again, following every rule.")
+        return "\n".join(lines)
+    shown = orjson.dumps(shorten_enums(schema, system)).decode()
+    if len(shown) > MAX_SCHEMA_IN_PROMPT:
+        shown = shown[:MAX_SCHEMA_IN_PROMPT] + " ...(cut)"
+    lines.append("Answer again with only JSON valid against this JSON Schema, "
+                 f"nothing else:\n{shown}")
+    return "\n".join(lines)
+
+
+def shorten_enums(schema: Any, system: str) -> Any:
+    """The schema with each long enum whose values all appear in the system
+    prompt replaced by a pointer to it, so a re-ask does not repeat them."""
+    if isinstance(schema, list):
+        return [shorten_enums(item, system) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    shortened: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key == "enum" and isinstance(value, list) and len(value) > LONG_ENUM \
+                and all(str(v) in system for v in value):
+            shortened["enum"] = f"one of the {len(value)} values listed in the " \
+                                "system prompt"
+        elif key in ("enum", "const", "examples", "default"):
+            shortened[key] = value
+        else:
+            shortened[key] = shorten_enums(value, system)
+    return shortened
 
 
 # ---- the two drivers: the same machine, asked through sync or async calls ----

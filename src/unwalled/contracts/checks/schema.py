@@ -7,6 +7,7 @@ it is refused when the contract loads: a check that cannot run must not pass.
 
 from __future__ import annotations
 
+import difflib
 from typing import Any, Iterator, Literal
 
 from jsonschema import Draft202012Validator
@@ -17,6 +18,8 @@ from unwalled.contracts.checks.base import Answer, Check, Options, excerpt, json
 from unwalled.contracts.verdict import Violation
 
 MAX_REPORTED = 10
+CLOSEST = 3
+"""Allowed values suggested when an answer is not in a long enum."""
 
 
 class SchemaOptions(Options):
@@ -68,14 +71,22 @@ def describe(error: ValidationError) -> str:
     if error.validator == "enum" and isinstance(error.validator_value, list):
         allowed = error.validator_value
         if len(allowed) > 8:
-            shown = ", ".join(repr(v) for v in allowed[:5])
             return (f"{excerpt(str(error.instance))} is not one of the "
-                    f"{len(allowed)} allowed values ({shown}, ...)")
+                    f"{len(allowed)} allowed values{closest(error.instance, allowed)}")
     if error.validator == "required":
         return f"{error.message}; add it"
     if error.validator == "additionalProperties":
         return f"{error.message}; remove it"
     return error.message
+
+
+def closest(value: Any, allowed: list[Any]) -> str:
+    """The few allowed values nearest to a wrong one, as a hint (or nothing)."""
+    if not isinstance(value, str):
+        return ""
+    names = {str(v): v for v in allowed}
+    near = difflib.get_close_matches(value, list(names), n=CLOSEST, cutoff=0.6)
+    return f"; closest: {', '.join(repr(names[n]) for n in near)}" if near else ""
 
 
 def formats_in(schema: Any) -> Iterator[str]:
