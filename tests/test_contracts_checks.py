@@ -12,6 +12,7 @@ from unwalled.contracts.checks import build
 from unwalled.contracts.checks.base import Answer
 from unwalled.contracts.checks.canary import CanaryOptions
 from unwalled.contracts.checks.exfiltration import ExfiltrationOptions
+from unwalled.shield.links import find_links, host_of, scheme_of
 from unwalled.contracts.checks.json_extract import extract
 from unwalled.contracts.checks.length import LengthOptions
 from unwalled.contracts.checks.pii import PiiOptions
@@ -20,7 +21,7 @@ from unwalled.contracts.checks.regex import RegexOptions
 from unwalled.contracts.checks.secrets import SecretsOptions
 from unwalled.contracts.checks.sql import SqlOptions
 from unwalled.contracts.checks.tool_calls import ToolCallOptions
-from unwalled.contracts.checks.urls import UrlOptions, find_links
+from unwalled.contracts.checks.urls import UrlOptions
 
 PERSON = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -152,10 +153,14 @@ def test_links_in_every_form_are_found():
             '<img src="https://cdn.evil.example/p.gif?d=1"> <https://auto.example/x> '
             'www.bare.example/y and data:text/html;base64,PHNjcmlwdD4=\n\n'
             '[logo]: https://img.evil.example/l.png')
-    kinds = {(link.host or link.scheme, link.kind) for link in find_links(text)}
-    assert kinds == {("docs.bank.example", "link"), ("cdn.evil.example", "image"),
-                     ("auto.example", "bare"), ("www.bare.example", "bare"),
-                     ("data", "bare"), ("img.evil.example", "image")}
+    found = {(host_of(link.url) or scheme_of(link.url), link.form, link.loads)
+             for link in find_links(text)}
+    assert found == {("docs.bank.example", "markdown-link", False),
+                     ("cdn.evil.example", "html-loading", True),
+                     ("auto.example", "autolink", False),
+                     ("www.bare.example", "bare", False),
+                     ("data", "data-url", False),
+                     ("img.evil.example", "reference-image", True)}
 
 
 def test_url_allow_list_takes_subdomains_and_sees_through_tricks():
@@ -180,7 +185,7 @@ def test_url_allow_list_takes_subdomains_and_sees_through_tricks():
     "[click](https://evil.example/aGVsbG8gd29ybGQgdGhpcyBpcyBzZWNyZXQ)",
     "![x](data:image/png;base64,iVBORw0KGgo=)",
     "[x](javascript:alert(1))",
-    '<a href="https://evil.example/?q=1">here</a>',
+    '<a href="https://evil.example/?q=the+customer+card+number+is+here">here</a>',
     "![x](//evil.example/t.png)",
 ])
 def test_exfiltration_payloads_are_blocked(payload):
@@ -197,6 +202,15 @@ def test_exfiltration_payloads_are_blocked(payload):
 ])
 def test_ordinary_links_pass_the_exfiltration_check(benign):
     assert run(ExfiltrationOptions(allow=["bank.example"]), benign) == []
+
+
+def test_exfiltration_links_all_refuses_every_link_off_the_list_and_hides_the_url():
+    text = '<a href="https://evil.example/?q=1">here</a> and [fees](https://bank.example/f)'
+    assert run(ExfiltrationOptions(allow=["bank.example"]), text) == []
+    found = run(ExfiltrationOptions(allow=["bank.example"], links="all"), text)
+    assert [v.message for v in found] == [
+        "a html-link to evil.example could carry data out (a link to a host not on "
+        "the allow-list); remove it, or allow its domain"]
 
 
 # ---- secrets ----

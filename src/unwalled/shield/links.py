@@ -14,6 +14,11 @@ markdown (inline, reference-style, autolinks), HTML (``<img>``, ``<a>``,
 
 Text is also scanned after HTML-entity and percent decoding, with invisible
 characters removed and Unicode folded (NFKC), so an encoded payload is caught.
+Hosts are compared after lower-casing, percent- and IDNA-decoding, with a
+trailing dot dropped and a backslash read as a slash, as browsers do.
+
+The contract checks ``urls`` and ``exfiltration`` call these functions, so the
+shield and a contract agree on what a link is and which ones carry data out.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from unwalled.shield.pii import find_pii
 from unwalled.shield.secrets import find_secrets
 
 __all__ = ["Link", "ExfiltrationFinding", "find_links", "find_exfiltration",
-           "normalize_text"]
+           "normalize_text", "scheme_of", "host_of", "host_allowed", "normalise_domains"]
 
 DANGEROUS_SCHEMES = {"data", "javascript", "vbscript", "file", "blob"}
 _INVISIBLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f"
@@ -52,8 +57,10 @@ _HTML_LINK = re.compile(r"<(?:a|area|form)\b[^>]*?\b(?:href|action)\s*=\s*([\"']
 _HTML_REFRESH = re.compile(r"<meta\b[^>]*?url\s*=\s*([^\"'\s>;]+)", re.IGNORECASE)
 _CSS_URL = re.compile(r"url\(\s*[\"']?([^\"')\s]+)", re.IGNORECASE)
 _AUTOLINK = re.compile(r"<((?:https?|ftp)://[^>\s]+)>", re.IGNORECASE)
-_BARE_URL = re.compile(r"(?<![\w(\"'=<])(?:(?:https?|ftp)://|//(?=[\w-]+\.[\w.-]+/))"
-                       r"[^\s<>\"'`)\]]+", re.IGNORECASE)
+_BARE_URL = re.compile(r"(?:(?<![\w(=<])(?:https?|ftp)://"
+                       r"|(?<![\w(=<:/])//(?=[\w-]+\.[\w.-]+/)"
+                       r"|(?<![\w(=</.:@-])www\.)[^\s<>\"'`)\]]+", re.IGNORECASE)
+"""Bare URLs; one inside a markdown or HTML target is that target's, not another."""
 _DATA_URL = re.compile(r"\b(?:data|javascript|vbscript):[^\s)\"'>]{4,}", re.IGNORECASE)
 _BLOB = re.compile(r"[A-Za-z0-9+/_-]{12,}={0,2}")
 _HEX = re.compile(r"[0-9a-fA-F]+")
@@ -94,13 +101,17 @@ def _decoded_views(text: str) -> list[str]:
 
 
 def find_links(text: str) -> list[Link]:
-    """Every URL in markdown, HTML and bare text, each once per form."""
-    links: dict[tuple[str, str], Link] = {}
+    """Every URL in markdown, HTML and bare text, each once: in the first form it
+    was seen in, marked as loading by itself if any of its forms does."""
+    links: dict[str, Link] = {}
 
     def add(url: str, form: str, loads: bool) -> None:
         url = url.strip().strip("<>")
-        if url:
-            links.setdefault((url, form), Link(url, form, loads))
+        if not url:
+            return
+        seen = links.get(url)
+        if seen is None or (loads and not seen.loads):
+            links[url] = Link(url, form, loads)
 
     for view in _decoded_views(text):
         _collect(view, add)
@@ -136,42 +147,90 @@ def _collect(text: str, add) -> None:  # noqa: ANN001 - a local callback
 
 
 def find_exfiltration(text: str, allow_domains: tuple[str, ...] | list[str] = (),
-                      ) -> list[ExfiltrationFinding]:
-    """The links in ``text`` that could carry data out, with the reason for each."""
+                      links: str = "with_data") -> list[ExfiltrationFinding]:
+    """The links in ``text`` that could carry data out, with the reason for each.
+
+    ``links`` says which plain links (those that need a click) off the
+    allow-list count: ``with_data`` those that carry data, ``all`` every one,
+    ``none`` none (images, frames and dangerous schemes always count)."""
+    allowed = frozenset(normalise_domains(list(allow_domains)))
     findings = []
     for link in find_links(text):
-        reason = _verdict(link, tuple(d.lower().lstrip(".") for d in allow_domains))
+        reason = _verdict(link, allowed, links)
         if reason:
             findings.append(ExfiltrationFinding(link.url, link.form, reason))
     return findings
 
 
-def _verdict(link: Link, allowed: tuple[str, ...]) -> str | None:
+def _verdict(link: Link, allowed: frozenset[str], links: str) -> str | None:
     url = link.url
-    scheme = url.split(":", 1)[0].lower() if ":" in url.split("/", 1)[0] else ""
+    scheme = scheme_of(url)
     if scheme in DANGEROUS_SCHEMES:
         return f"{scheme}: URL"
     if url.startswith("//"):
         url = "https:" + url
+    elif url.lower().startswith("www."):
+        url = "https://" + url
     if not re.match(r"(?i)(?:https?|ftp)://", url):
         return None  # a relative link stays on the page that shows the answer
     try:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
+        parts = urlsplit(url.replace("\\", "/"))
     except ValueError:
         return "unparseable URL"
-    if _allowed(host, allowed):
+    host = host_of(url)
+    if host_allowed(host, allowed):
         return None
     if link.loads:
         return "loads without a click from a host not on the allow-list"
-    return _carries_data(parts, host)
+    if links == "all":
+        return "a link to a host not on the allow-list"
+    return _carries_data(parts) if links == "with_data" else None
 
 
-def _allowed(host: str, allowed: tuple[str, ...]) -> bool:
-    return any(host == domain or host.endswith("." + domain) for domain in allowed)
+def scheme_of(url: str) -> str:
+    """The URL's scheme, lower-cased; ``https`` for ``//host`` and ``www.``."""
+    url = url.strip()
+    if url.startswith("//") or url.lower().startswith("www."):
+        return "https"
+    head = url.split(":", 1)
+    return head[0].lower() if len(head) == 2 and re.fullmatch(
+        r"[a-zA-Z][a-zA-Z0-9+.-]*", head[0]) else ""
 
 
-def _carries_data(parts, host: str) -> str | None:  # noqa: ANN001 - SplitResult
+def host_of(url: str) -> str:
+    """The host as a browser would reach it: lower case, percent- and IDNA-decoded,
+    no trailing dot, a backslash read as a slash; empty when there is none."""
+    url = url.strip().replace("\\", "/")
+    if url.lower().startswith("www."):
+        url = "https://" + url
+    elif url.startswith("//"):
+        url = "https:" + url
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return ""
+    host = unquote(host).rstrip(".").lower()
+    try:
+        return host.encode("ascii").decode("idna") if "xn--" in host else host
+    except UnicodeError:
+        return host
+
+
+def host_allowed(host: str, allowed: frozenset[str]) -> bool:
+    """Whether ``host`` is an allowed domain or a subdomain of one."""
+    if not host:
+        return False
+    parts = host.split(".")
+    return any(".".join(parts[i:]) in allowed for i in range(len(parts)))
+
+
+def normalise_domains(domains: list[str]) -> list[str]:
+    """Allow-list entries as hosts: lower case, no ``*.``, no leading or trailing dot."""
+    return [d.strip().lower().rstrip(".").removeprefix("*.").lstrip(".")
+            for d in domains]
+
+
+def _carries_data(parts) -> str | None:  # noqa: ANN001 - SplitResult
     if parts.username or parts.password:
         return "credentials in the URL"
     written = parts.netloc.rsplit("@", 1)[-1].split(":")[0]  # base64 needs the case

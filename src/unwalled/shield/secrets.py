@@ -18,8 +18,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
-__all__ = ["SecretFinding", "SECRET_KINDS", "find_secrets", "has_secret", "covers",
-           "entropy"]
+__all__ = ["SecretFinding", "SECRET_KINDS", "find_secrets", "find_high_entropy",
+           "has_secret", "covers", "entropy"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,9 +107,11 @@ _PATTERNS: list[tuple[str, str, Callable[[str], bool] | None, tuple[str, ...]]] 
     ("jwt",
      r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}", None,
      ("eyJ",)),
-    ("connection_string_password",
-     r"\b(?:postgres(?:ql)?|mysql|mariadb|mongodb(?:\+srv)?|rediss?|amqps?|mssql)"
-     r"(?:\+\w+)?://[^\s:/@]+:(?P<secret>[^\s@/]{3,})@[^\s/]+", None, ("://",)),
+    ("url_password",
+     r"\b[a-zA-Z][a-zA-Z0-9+.-]{1,20}://[^\s:/@]{1,64}:(?P<secret>[^\s@/]{3,64})@"
+     r"[^\s/]+", None, ("://",)),
+    ("mailchimp_key", r"\b[0-9a-f]{32}-us\d{1,2}\b", None, ("-us",)),
+    ("artifactory_token", r"\bAKC[a-zA-Z0-9]{10,}\b", None, ("AKC",)),
     ("bearer_token",
      r"(?i:authorization:\s*bearer\s+)(?P<secret>[A-Za-z0-9._~+/-]{20,}=*)", None,
      ("~bearer",)),
@@ -159,6 +161,28 @@ def find_secrets(text: str) -> list[SecretFinding]:
             taken.append((start, end))
             findings.append(SecretFinding(kind, start, end, value))
     return sorted(findings, key=lambda f: f.start)
+
+
+_CANDIDATE = re.compile(r"[A-Za-z0-9+/=_\-]{20,}")
+_HEX = re.compile(r"[0-9a-fA-F]+")
+
+
+def find_high_entropy(text: str, base64_limit: float = 4.5,
+                      hex_limit: float = 3.0) -> list[SecretFinding]:
+    """Long random-looking runs that match no known shape: letters mixed with
+    digits, with more bits per character than the limit for their alphabet
+    (the measure detect-secrets uses). Not part of ``find_secrets``: prose with
+    ids and hashes trips it more often, so callers opt in."""
+    findings = []
+    for match in _CANDIDATE.finditer(text):
+        token = match.group(0)
+        if not (any(c.isdigit() for c in token) and any(c.isalpha() for c in token)):
+            continue  # words and numbers alone are not keys
+        limit = hex_limit if _HEX.fullmatch(token) else base64_limit
+        if entropy(token) > limit:
+            findings.append(SecretFinding("high_entropy", match.start(), match.end(),
+                                          token))
+    return findings
 
 
 def has_secret(text: str) -> bool:

