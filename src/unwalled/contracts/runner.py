@@ -5,6 +5,12 @@ the repair loop to; both record exactly one ledger row for the request, with
 every attempt behind it, the contract's name in ``contract`` and the verdict
 as JSON in ``verdict``. An answer that broke the contract shows in its
 attempt row as ``violated``, with the violations as its error.
+
+The input shield wraps every ask as it wraps a request without a contract
+(spotlight, canary, redaction for remote targets), and the answer comes back
+with its placeholders restored. A canary the shield planted is judged by the
+contract's canary check, so a leak is a violation in the verdict (repaired,
+or rejected with a 422) rather than a separate error.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from unwalled.contracts.verifier import Verifier
 from unwalled.errors import ContractError, UnwalledError
 from unwalled.routing import Attempt
 from unwalled.runtime import CallInfo, Runtime
+from unwalled.shield.session import ShieldSession
 
 T = TypeVar("T")
 Portal = Callable[[Awaitable[T]], T]
@@ -49,7 +56,18 @@ class Call:
     info: CallInfo
     stream: bool
     attempts: list[Attempt]
+    shield: ShieldSession | None = None
     loop: RepairLoop | None = None
+
+    def shielded(self, step: Ask) -> ChatRequest:
+        """The ask as it leaves: through the input shield."""
+        return self.shield.inbound(step.request) if self.shield else step.request
+
+    def answered(self, response: ChatResponse) -> tuple[ChatResponse, str]:
+        """The answer with the shield's placeholders restored, and its target."""
+        if self.shield is not None:
+            response = self.shield.restore(response)
+        return response, self.attempts[-1].target
 
 
 def begin(runtime: Runtime, route: str, request: ChatRequest, verifier: Verifier,
@@ -66,6 +84,9 @@ def begin(runtime: Runtime, route: str, request: ChatRequest, verifier: Verifier
         raise
     targets = [t.target for t in config.targets]
     local = frozenset(t for t in targets if _is_local(runtime, t))
+    call.shield = runtime.shield(route, call.info)
+    if call.shield.canary:
+        canaries = (*canaries, call.shield.canary)
     call.loop = RepairLoop(verifier, call.request, targets, local_targets=local,
                            canaries=canaries)
     return call
@@ -80,9 +101,8 @@ async def complete_async(runtime: Runtime, route: str, request: ChatRequest,
                  stream=stream)
 
     async def ask(step: Ask) -> tuple[ChatResponse, str]:
-        response = await runtime.router.complete(route, step.request, call.attempts,
-                                                 step.skip)
-        return response, call.attempts[-1].target
+        return call.answered(await runtime.router.complete(
+            route, call.shielded(step), call.attempts, step.skip))
 
     return finish(call, await drive_async(call.loop, ask))
 
@@ -95,9 +115,8 @@ def complete_sync(runtime: Runtime, route: str, request: ChatRequest,
     call = begin(runtime, route, request, verifier, info, canaries=canaries)
 
     def ask(step: Ask) -> tuple[ChatResponse, str]:
-        response = portal(runtime.router.complete(route, step.request, call.attempts,
-                                                  step.skip))
-        return response, call.attempts[-1].target
+        return call.answered(portal(runtime.router.complete(
+            route, call.shielded(step), call.attempts, step.skip)))
 
     return finish(call, drive(call.loop, ask))
 

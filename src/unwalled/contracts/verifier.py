@@ -13,6 +13,7 @@ from typing import Any
 from unwalled.backends.base import ToolCall
 from unwalled.contracts import checks as check_kinds
 from unwalled.contracts.checks.base import Answer, Check
+from unwalled.contracts.checks.canary import CanaryCheck, CanaryOptions
 from unwalled.contracts.checks.json_extract import JsonCheck, JsonOptions
 from unwalled.contracts.checks.schema import SchemaCheck, SchemaOptions
 from unwalled.contracts.model import Contract
@@ -37,6 +38,11 @@ class Verifier:
         self.checks: list[Check] = [
             _build(contract, options, f"checks[{i}]")
             for i, options in enumerate(contract.checks)]
+        self.request_canaries: list[Check] = [] if any(
+            isinstance(c, CanaryCheck) for c in self.checks) else [
+            CanaryCheck(CanaryOptions())]
+        """Canaries a request planted are looked for even when the contract
+        names no canary check (its own canary check looks for them too)."""
 
     def verify(self, text: str, tool_calls: list[ToolCall] | None = None, *,
                canaries: tuple[str, ...] = (),
@@ -46,7 +52,7 @@ class Verifier:
         violations: list[Violation] = []
         if self.json is not None and (text.strip() or not answer.tool_calls):
             self._extract(answer, violations)
-        for check in self._all():
+        for check in self._all(answer):
             violations.extend(_run(check, answer))
         return CheckResult(violations, answer.value, answer.has_value)
 
@@ -71,9 +77,9 @@ class Verifier:
             answer.value_is_valid = bool(accepted) and accepted[-1] and \
                 self.schema is not None
 
-    def _all(self) -> list[Check]:
+    def _all(self, answer: Answer) -> list[Check]:
         first = [c for c in (self.json, self.schema) if c is not None]
-        return first + self.checks
+        return first + self.checks + (self.request_canaries if answer.canaries else [])
 
 
 def _build(contract: Contract, options: Any, where: str) -> Any:
