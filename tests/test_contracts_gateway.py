@@ -4,6 +4,7 @@ against a scripted upstream that speaks the real wire format."""
 from __future__ import annotations
 
 import json
+import re
 
 import anthropic
 import httpx
@@ -11,6 +12,8 @@ import openai
 import pytest
 
 from tests.conftest import GatewayServer, make_runtime
+from unwalled import MockBackend
+from unwalled.backends.base import ChatRequest, ChatResponse
 from unwalled.testing import ScriptedUpstream
 
 CONTRACT = """\
@@ -104,6 +107,12 @@ def test_streaming_under_a_contract_buffers_then_streams_the_passing_answer(gate
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == '{"city": "Paris"}'
     assert chunks[-1].usage is not None
+    # The verdict also rides in the stream, on the chunk with the finish_reason.
+    carrying = [c for c in chunks if (c.model_extra or {}).get("unwalled")]
+    assert len(carrying) == 1 and carrying[0].choices[0].finish_reason == "stop"
+    verdict = carrying[0].model_extra["unwalled"]["verdict"]
+    assert (verdict["passed"], verdict["action"], len(verdict["attempts"])) == (
+        True, "repair", 2)
     row = rows(server, 1)[0]
     assert row["stream"] and [a["outcome"] for a in row["attempts"]] == ["violated", "ok"]
 
@@ -149,7 +158,59 @@ def test_anthropic_ingress_passes_rejects_and_streams_under_the_contract(gateway
 
     upstream.reset_script(["nope", '{"city": "Rome"}'])
     with client.messages.stream(model="guarded", max_tokens=50, messages=ASK) as stream:
-        text = "".join(stream.text_stream)
+        events = list(stream)
         final = stream.get_final_message()
+    text = "".join(e.text for e in events if e.type == "text")
     assert text == '{"city": "Rome"}' and final.stop_reason == "end_turn"
+    # The verdict rides in the message_delta event.
+    [delta] = [e for e in events if e.type == "message_delta"]
+    verdict = delta.model_extra["unwalled"]["verdict"]
+    assert verdict["passed"] and verdict["action"] == "repair"
     assert [r["outcome"] for r in rows(server, 3)] == ["ok", "rejected", "ok"]
+
+
+class JsonParrot(MockBackend):
+    """A model that gives its system prompt away inside valid JSON, as an
+    injected one might; it keeps every request it saw."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.seen: list[ChatRequest] = []
+
+    async def complete(self, request: ChatRequest, model: str) -> ChatResponse:
+        self.seen.append(request)
+        response = await super().complete(request, model)
+        response.text = json.dumps({"city": request.messages[0].content or ""})
+        return response
+
+
+def test_the_canary_the_shield_planted_is_judged_by_the_contract(tmp_path):
+    (tmp_path / "city.contract.yaml").write_text(CONTRACT)
+    parrot = JsonParrot("parrot")
+    runtime = make_runtime({
+        "backends": {"parrot": {"type": "mock"}},
+        "contracts": {"city": str(tmp_path / "city.contract.yaml")},
+        "routes": {"guarded": {"targets": ["parrot/x"], "contract": "city"}}},
+        tmp_path, backends={"parrot": parrot})
+    with GatewayServer(runtime) as server:
+        client = openai_client(server)
+        # No canary asked for: the same parrot passes the contract.
+        plain = client.chat.completions.create(model="guarded", messages=ASK)
+        city = json.loads(plain.choices[0].message.content)["city"]
+        assert city.startswith("Where")
+        with pytest.raises(openai.UnprocessableEntityError) as caught:
+            client.chat.completions.create(
+                model="guarded", messages=ASK, extra_headers={"x-unwalled-canary": "1"})
+        rows(server, 2)
+    runtime.ledger.close()
+    # Both asks (the answer and its repair) carried this request's canary, and
+    # the contract's canary check found it in both answers.
+    canaries = {m.group(0) for r in parrot.seen[1:] for m in
+                re.finditer(r"CANARY-[0-9A-F]{16}", r.messages[0].content or "")}
+    assert len(parrot.seen) == 3 and len(canaries) == 1
+    body = caught.value.response.json()
+    assert body["error"]["code"] == "contract_violation"
+    attempts = body["unwalled"]["verdict"]["attempts"]
+    assert [[v["check"] for v in a["violations"]] for a in attempts] == [
+        ["canary"], ["canary"]]
+    assert canaries.pop() not in caught.value.response.text

@@ -137,7 +137,8 @@ class Gateway:
             return wire.error_response(error)
         headers = contracts.headers(outcome.verdict)
         if parsed.stream:
-            return await self._stream(parsed, info, wire,
+            return await self._stream(parsed, info,
+                                      contracts.with_verdict(wire, outcome.verdict),
                                       contracts.replay(outcome.response), headers, held)
         await self.guard.settle(held)
         body = wire.response_body(outcome.response, parsed.route, info.request_id)

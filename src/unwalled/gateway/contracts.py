@@ -9,12 +9,14 @@ the violations listed in ``error.violations``.
 Streaming under a contract buffers: the answer is complete and judged (repairs
 and fallbacks included) before its first piece is sent, because an answer
 cannot be taken back once the client has seen it. The client then receives the
-passing answer as an ordinary stream.
+passing answer as an ordinary stream, whose last event carries the verdict too
+(``unwalled.verdict`` in the OpenAI chunk with ``finish_reason``, in the
+Anthropic ``message_delta``) for clients that cannot read response headers.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any, AsyncIterator
 
 from unwalled.backends.base import ChatResponse, Delta, ToolCallDelta
@@ -41,6 +43,18 @@ def headers(verdict: Verdict) -> dict[str, str]:
 def extension(verdict: Verdict) -> dict[str, Any]:
     """The extension field added to a response body."""
     return {"verdict": verdict.to_dict()}
+
+
+def with_verdict(wire: Any, verdict: Verdict) -> Any:
+    """The ingress ``wire`` whose stream writers end with the verdict."""
+    make = wire.stream_writer
+
+    def stream_writer(parsed: Any, request_id: str) -> Any:
+        writer = make(parsed, request_id)
+        writer.extension = extension(verdict)
+        return writer
+
+    return replace(wire, stream_writer=stream_writer)
 
 
 def rejected_body(error: ContractError, body: dict[str, Any]) -> dict[str, Any]:

@@ -413,12 +413,14 @@ class StreamWriter:
     Calls are expected one after another, as every known upstream sends them; a
     late piece for a call whose block already closed is still sent, with that
     block's index, so index-keyed clients (the official SDK) keep it.
+    ``extension``, when set, goes in the message_delta event as ``unwalled``.
     """
 
     def __init__(self, route: str, request_id: str, prompt_tokens: int = 0) -> None:
         self.route = route
         self.request_id = request_id
         self.prompt_tokens = prompt_tokens
+        self.extension: dict[str, Any] | None = None
         self.open_block: tuple[str, int] | None = None  # (kind, tool index)
         self.blocks = 0
         self.tool_blocks: dict[int, int] = {}  # tool index -> block index
@@ -491,11 +493,14 @@ class StreamWriter:
         if self.blocks == 0:
             out += self._ensure("text", -1, {"type": "text", "text": ""})
         out += self._close()
-        out += _event("message_delta", {
+        last: dict[str, Any] = {
             "type": "message_delta",
             "delta": {"stop_reason": FINISH_TO_STOP.get(finish_reason, "end_turn"),
                       "stop_sequence": None},
-            "usage": _usage_body(usage)})
+            "usage": _usage_body(usage)}
+        if self.extension is not None:
+            last["unwalled"] = self.extension
+        out += _event("message_delta", last)
         return out + _event("message_stop", {"type": "message_stop"})
 
     def _drain_waiting(self) -> list[ToolCallDelta]:

@@ -379,6 +379,7 @@ class StreamWriter:
     The first chunk carries the role; tool-call pieces keep their index; the
     finish_reason comes in its own last chunk, then the usage chunk when the
     client asked for it (``stream_options.include_usage``), then ``[DONE]``.
+    ``extension``, when set, goes in the finish_reason chunk as ``unwalled``.
     """
 
     def __init__(self, route: str, request_id: str, include_usage: bool) -> None:
@@ -387,6 +388,7 @@ class StreamWriter:
         self.include_usage = include_usage
         self.created = int(time.time())
         self.first = True
+        self.extension: dict[str, Any] | None = None
 
     def start(self) -> bytes:
         return b""
@@ -397,7 +399,7 @@ class StreamWriter:
         return self._chunk(Delta(text=delta.text, tool_calls=delta.tool_calls))
 
     def finish(self, finish_reason: str, usage: Usage) -> bytes:
-        out = self._chunk(Delta(finish_reason=finish_reason))
+        out = self._chunk(Delta(finish_reason=finish_reason), self.extension)
         if self.include_usage:
             out += _frame(usage_chunk_body(usage, self.route, self.request_id,
                                            self.created))
@@ -406,9 +408,11 @@ class StreamWriter:
     def error(self, error: UnwalledError) -> bytes:
         return _frame(error.to_openai())
 
-    def _chunk(self, delta: Delta) -> bytes:
+    def _chunk(self, delta: Delta, extension: dict[str, Any] | None = None) -> bytes:
         body = chunk_body(delta, self.route, self.request_id, self.created, self.first)
         self.first = False
+        if extension is not None:
+            body["unwalled"] = extension
         return _frame(body)
 
 
