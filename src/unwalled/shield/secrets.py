@@ -16,7 +16,7 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 __all__ = ["SecretFinding", "SECRET_KINDS", "find_secrets", "find_high_entropy",
            "has_secret", "covers", "entropy"]
@@ -55,7 +55,8 @@ def _looks_random(value: str) -> bool:
 
 
 _ALNUM = "A-Za-z0-9"
-_PATTERNS: list[tuple[str, str, Callable[[str], bool] | None, tuple[str, ...]]] = [
+_PATTERNS: list[tuple[str, str, Callable[[str], bool] | None,
+                     tuple[str | re.Pattern[str], ...]]] = [
     ("private_key",
      r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
      r"(?:[\s\S]{0,8000}?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
@@ -99,7 +100,7 @@ _PATTERNS: list[tuple[str, str, Callable[[str], bool] | None, tuple[str, ...]]] 
      (":AA",)),
     ("discord_bot_token",
      r"\b[MNO][A-Za-z\d_-]{23,25}\.[A-Za-z\d_-]{6}\.[A-Za-z\d_-]{27,38}\b", None,
-     (".",)),
+     (re.compile(r"\.[A-Za-z\d_-]{6}\."),)),
     ("age_secret_key", r"\bAGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}\b",
      None, ("AGE-SECRET-KEY-1",)),
     ("azure_storage_key",
@@ -107,9 +108,9 @@ _PATTERNS: list[tuple[str, str, Callable[[str], bool] | None, tuple[str, ...]]] 
     ("jwt",
      r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}", None,
      ("eyJ",)),
-    ("url_password",
-     r"\b[a-zA-Z][a-zA-Z0-9+.-]{1,20}://[^\s:/@]{1,64}:(?P<secret>[^\s@/]{3,64})@"
-     r"[^\s/]+", None, ("://",)),
+    ("url_password",  # anchored on "://": a leading scheme pattern is 3x slower
+     r"(?<=[a-zA-Z0-9])://[^\s:/@]{1,64}:(?P<secret>[^\s@/]{3,64})@[^\s/]+", None,
+     ("://",)),
     ("mailchimp_key", r"\b[0-9a-f]{32}-us\d{1,2}\b", None, ("-us",)),
     ("artifactory_token", r"\bAKC[a-zA-Z0-9]{10,}\b", None, ("AKC",)),
     ("bearer_token",
@@ -124,30 +125,50 @@ _PATTERNS: list[tuple[str, str, Callable[[str], bool] | None, tuple[str, ...]]] 
 ]
 
 # The last element of each entry holds literals one of which every match
-# contains ("~": case-insensitive). A substring test is far cheaper than a regex
-# scan, and most text holds none of them.
+# contains ("~": case-insensitive), or a short pattern where no literal will do.
+# All of them go into one RE2 set, which tells in a single pass over the text
+# which kinds can match at all: most text holds none, and a pattern runs only
+# when its kind is present (one pass costs far less than forty substring tests).
 SECRET_KINDS: tuple[str, ...] = tuple(entry[0] for entry in _PATTERNS)
-_COMPILED = [(kind, re.compile(pattern), check,
-              tuple(h for h in hints if not h.startswith("~")),
-              tuple(h[1:] for h in hints if h.startswith("~")))
-             for kind, pattern, check, hints in _PATTERNS]
+_COMPILED = [(kind, re.compile(pattern), check)
+             for kind, pattern, check, _hints in _PATTERNS]
 
 
-def _contains_any(text: str, literals: tuple[str, ...]) -> bool:
-    for literal in literals:
-        if literal in text:
-            return True
-    return False
+def _gate(hints: tuple[str | re.Pattern[str], ...]) -> str:
+    """One kind's hints as a single RE2 pattern."""
+    parts = []
+    for hint in hints:
+        if isinstance(hint, re.Pattern):
+            parts.append(hint.pattern)
+        elif hint.startswith("~"):
+            parts.append(f"(?i:{re.escape(hint[1:])})")
+        else:
+            parts.append(re.escape(hint))
+    return "|".join(parts)
+
+
+def _gates() -> Any:
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False
+    gates = re2.Set.SearchSet(options)
+    for _kind, _pattern, _check, hints in _PATTERNS:
+        gates.Add(_gate(hints))
+    gates.Compile()
+    return gates
+
+
+_GATES = _gates()
 
 
 def find_secrets(text: str) -> list[SecretFinding]:
     """Every secret in ``text``, in order, without overlaps (earlier kinds win)."""
     findings: list[SecretFinding] = []
     taken: list[tuple[int, int]] = []
-    lowered = text.lower()
-    for kind, pattern, check, literals, folded in _COMPILED:
-        if not (_contains_any(text, literals) or _contains_any(lowered, folded)):
-            continue
+    present = _GATES.Match(text) or ()  # None when no kind is present
+    for index in sorted(present):
+        kind, pattern, check = _COMPILED[index]
         for match in pattern.finditer(text):
             group = "secret" if "secret" in pattern.groupindex else 0
             start, end = match.span(group)
