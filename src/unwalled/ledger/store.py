@@ -105,14 +105,16 @@ ATTEMPT_COLUMNS = ("request_id", "seq", "target", "outcome", "latency_ms", "erro
 
 
 def _insert_sql(table: str, columns: tuple[str, ...], paramstyle: str) -> str:
-    """A plain INSERT for the driver's executemany: the hot path skips SQL building."""
+    """A plain INSERT for the driver's executemany: the hot path skips SQL building.
+    Rows already there are skipped: a batch is sent again when its writer died
+    after committing it but before saying so."""
     marks = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(paramstyle)
     if marks is None:
         raise ConfigError(f"the ledger's database driver uses parameter style "
                           f"{paramstyle!r}, which is not supported.", key="ledger.url",
                           fix="use SQLite or PostgreSQL (postgresql+psycopg://...).")
     return (f"INSERT INTO {table} ({', '.join(columns)}) "
-            f"VALUES ({', '.join([marks] * len(columns))})")
+            f"VALUES ({', '.join([marks] * len(columns))}) ON CONFLICT DO NOTHING")
 
 
 def engine_for(url: str) -> Engine:
