@@ -7,6 +7,8 @@ request reaches the ledger. Other methods and paths still get Starlette's
 
 from __future__ import annotations
 
+import socket
+import time
 from typing import Iterator
 
 import httpx
@@ -76,3 +78,69 @@ def test_other_methods_and_paths_still_get_openai_style_errors(gateway):
     assert unknown.status_code == 404
     assert "Not Found" in unknown.json()["error"]["message"]
     assert httpx.get(gateway.base_url + "/healthz").json()["status"] == "ok"
+
+
+@pytest.fixture(scope="module")
+def roomy(tmp_path_factory) -> Iterator[GatewayServer]:
+    """The default limits: room for a body nested past the JSON parser's own
+    limit of 1024 levels."""
+    runtime = make_runtime({"routes": {"chat": {"targets": ["mock/echo"]}}},
+                           tmp_path_factory.mktemp("roomy"))
+    with GatewayServer(runtime) as server:
+        yield server
+    runtime.ledger.close()
+
+
+def test_a_body_nested_past_the_parser_limit_is_the_same_413_as_any_too_deep(roomy):
+    """Past 1024 levels the parser refuses the body itself: that was a 400 saying
+    the body "is not valid JSON" and to "send a JSON object", which it was."""
+    deep = b"[" * 1100 + b"]" * 1100
+    openai_body = b'{"model":"chat","messages":[{"role":"user","content":"hi"}],"x":' \
+        + deep + b"}"
+    anthropic_body = b'{"model":"chat","max_tokens":5,"messages":[{"role":"user",' \
+        b'"content":"hi"}],"x":' + deep + b"}"
+    ours = httpx.post(roomy.base_url + "/v1/chat/completions", content=openai_body)
+    theirs = httpx.post(roomy.base_url + "/v1/messages", content=anthropic_body)
+    assert ours.status_code == theirs.status_code == 413
+    assert ours.json()["error"]["message"] == (
+        "the request body nests more than 1024 levels deep, over the limit "
+        "limits.max_depth of 32. Flatten it.")
+    assert ours.json()["error"]["code"] == "limit_exceeded"
+    assert theirs.json()["type"] == "error"
+    assert theirs.json()["error"]["type"] == "request_too_large"
+    assert "limits.max_depth of 32" in theirs.json()["error"]["message"]
+    rows = roomy.runtime.ledger.flush() and roomy.runtime.ledger.tail(2)
+    assert [(r["ingress"], r["status"]) for r in rows] == [("anthropic", 413),
+                                                          ("openai", 413)]
+
+
+def test_a_wrong_method_on_the_anthropic_path_gets_an_anthropic_error(gateway):
+    response = httpx.get(gateway.base_url + "/v1/messages")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    body = response.json()
+    assert body["type"] == "error"
+    assert body["error"]["message"].startswith("GET /v1/messages: Method Not Allowed.")
+    unknown = httpx.post(gateway.base_url + "/v1/messages/count_tokens", content=BODY)
+    assert unknown.status_code == 404 and unknown.json()["type"] == "error"
+    openai_side = httpx.get(gateway.base_url + "/v1/chat/completions")
+    assert openai_side.headers["allow"] == "POST" and "error" in openai_side.json()
+
+
+def test_a_client_that_leaves_mid_body_is_recorded_as_cancelled(gateway):
+    """Nobody asked for anything wrong: the client went away (as when it closes
+    a stream), so the row says 499 cancelled, not a 400 the client caused."""
+    ledger = gateway.runtime.ledger
+    assert ledger.flush()
+    before = ledger.count()
+    with socket.create_connection(("127.0.0.1", gateway.port)) as cut:
+        cut.sendall(b"POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-length: 500\r\n"
+                    b"content-type: application/json\r\n\r\n" + BODY[:20])
+    for _ in range(100):  # the gateway notices the closed socket, then records
+        if ledger.flush() and ledger.count() > before:
+            break
+        time.sleep(0.05)
+    row = ledger.tail(1)[0]
+    assert (row["ingress"], row["status"], row["outcome"]) == \
+        ("anthropic", 499, "cancelled")
+    assert row["error"] == "the client went away before sending its body."

@@ -141,7 +141,7 @@ class AuthConfig(_Strict):
 class RequestLimits(_Strict):
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     max_messages: int = Field(256, ge=1)
-    max_depth: int = Field(32, ge=4)
+    max_depth: int = Field(32, ge=4, le=1024)  # orjson parses no deeper
     """Deepest nesting of JSON objects and lists in a request body."""
 
 

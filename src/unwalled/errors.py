@@ -13,7 +13,8 @@ OpenAI-style error ``type`` and ``code``::
     │   ├── ForbiddenError       route outside the key's scope (403)
     │   ├── RateLimitError       over a rate limit (429, Retry-After)
     │   ├── BudgetError          over a spending budget (402)
-    │   └── EgressError          a remote target while egress is local-only
+    │   ├── EgressError          a remote target while egress is local-only
+    │   └── ClientLeftError      the client went away before its request was whole (499)
     ├── BackendError             a backend failed; ``retryable`` says if a retry can help
     │   ├── BackendTimeout
     │   ├── BackendUnavailable   connection refused or reset, 5xx, open circuit
@@ -116,6 +117,14 @@ class EgressError(RequestError):
     status = 403
     type = "permission_error"
     code = "egress_refused"
+
+
+class ClientLeftError(RequestError):
+    """Nobody is left to answer: recorded as ``cancelled``, like a stream the
+    client closed, not as a request it got wrong."""
+
+    status = 499
+    code = "client_closed_request"
 
 
 class BackendError(UnwalledError):

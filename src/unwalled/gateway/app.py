@@ -316,12 +316,16 @@ def create_app(runtime: Runtime) -> FrontDoor:
         await runtime.close()
 
     async def http_error(request: Request, exc: Exception) -> Response:
+        """404 and 405, in the format of the ingress the path belongs to."""
         status = getattr(exc, "status_code", 500)
         error = RequestError(f"{request.method} {request.url.path}: "
                              f"{getattr(exc, 'detail', 'error')}. See GET /v1/models "
                              "and the README for the endpoints.")
         error.status = status
-        return openai_error(error)
+        anthropic_path = request.url.path.startswith("/v1/messages")
+        response = (anthropic_error if anthropic_path else openai_error)(error)
+        response.headers.update(getattr(exc, "headers", None) or {})  # Allow, on a 405
+        return response
 
     # The POST endpoints are also listed here, so that other methods on them
     # get Starlette's 405; the front door answers their POSTs itself.

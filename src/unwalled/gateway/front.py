@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable, Mapping
 
 from starlette.datastructures import Headers
 
-from unwalled.errors import LimitExceededError, RequestError
+from unwalled.errors import ClientLeftError, LimitExceededError
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -48,13 +48,13 @@ class Incoming:
         body = message.get("body", b"")
         if not message.get("more_body"):
             if message["type"] == "http.disconnect":
-                raise RequestError("the client went away before sending its body.")
+                raise ClientLeftError("the client went away before sending its body.")
             return _within(body, limit)
         chunks, size = [body], len(body)
         while message.get("more_body"):
             message = await self._receive()
             if message["type"] == "http.disconnect":
-                raise RequestError("the client went away before sending its body.")
+                raise ClientLeftError("the client went away before sending its body.")
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:

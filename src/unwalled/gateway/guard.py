@@ -39,6 +39,10 @@ DEFAULT_MAX_TOKENS = 4096
 the route sets max_tokens; the request is then capped at it."""
 _PROMPT_SLACK = 256
 """Tokens for chat templates and the shield's own instructions."""
+PARSER_MAX_DEPTH = 1024
+PARSER_TOO_DEEP = "depth limit exceeded"
+"""orjson refuses a body nested deeper than ``PARSER_MAX_DEPTH`` with this
+message, before ``limits.max_depth`` is checked; it is the same refusal."""
 
 
 class Guard:
@@ -74,10 +78,17 @@ class Guard:
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
+            if str(exc).startswith(PARSER_TOO_DEEP):
+                raise self.too_deep(f"more than {PARSER_MAX_DEPTH}") from None
             raise RequestError(f"the request body is not valid JSON ({exc}). "
                                "Send a JSON object.", param="body") from None
         self.check_shape(body, raw)
         return body
+
+    def too_deep(self, depth: int | str) -> LimitExceededError:
+        return LimitExceededError(
+            f"the request body nests {depth} levels deep, over the limit "
+            f"limits.max_depth of {self.limits.max_depth}. Flatten it.", param="body")
 
     def check_shape(self, body: Any, raw: bytes | None = None) -> None:
         # A body cannot nest deeper than it has brackets: most bodies are
@@ -86,10 +97,7 @@ class Guard:
             raw.count(b"{") + raw.count(b"[") <= self.limits.max_depth
         depth = 0 if shallow else json_depth(body)
         if depth > self.limits.max_depth:
-            raise LimitExceededError(
-                f"the request body nests {depth} levels deep, over the limit "
-                f"limits.max_depth of {self.limits.max_depth}. Flatten it.",
-                param="body")
+            raise self.too_deep(depth)
         messages = body.get("messages") if isinstance(body, dict) else None
         if isinstance(messages, list) and len(messages) > self.limits.max_messages:
             raise LimitExceededError(
