@@ -111,14 +111,22 @@ def test_sigterm_stops_every_worker(tmp_path):
          str(port), "--workers", "2", "--log-level", "warning"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")})
-    wait_for_port(port, 120)
-    workers = children(process.pid)
-    assert len(workers) == 2
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(60) == 0
-    assert [pid for pid in workers if Path(f"/proc/{pid}").exists()
-            and "Z" not in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1][:3]
-            ] == []
+    try:
+        wait_for_port(port, 120)
+        workers = children(process.pid)
+        assert len(workers) == 2
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+        assert [pid for pid in workers if Path(f"/proc/{pid}").exists()
+                and "Z" not in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1][:3]
+                ] == []
+    finally:  # a failed assertion must not leave a gateway running
+        if process.poll() is None:
+            process.terminate()  # stops the workers too, as SIGKILL would not
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 def test_a_job_claimed_once_runs_in_one_worker_only(tmp_path, monkeypatch):
