@@ -40,6 +40,13 @@ ANSWERED = [
     Fault("timeout", [{"delay": 2.5}], "from the backup", FALLBACK),
     Fault("connection reset", [{"reset": True}], "from the backup", FALLBACK),
     Fault("malformed json", [{"malformed": True}], "from the backup", FALLBACK),
+    # Counts no tokenizer gives: a negative count failed the metrics (and would
+    # refund a key's budget), and past 64 bits one failed the answer's JSON (a
+    # 500 in plain text) and its ledger row. In a stream the usage comes last,
+    # after the answer has gone out, so only whole answers can be retried.
+    Fault("impossible usage counts", [{"text": "miscounted", "usage": {
+        "prompt_tokens": -5, "completion_tokens": 2**40}}, "recovered"],
+          "recovered", RETRY_OK, streams=(False,)),
     *[Fault(f"{status} then recovery", [{"status": status}, "recovered"], "recovered",
             [(PRIMARY, "error", status), (PRIMARY, "ok", None)])
       for status in (500, 502, 503)],

@@ -72,6 +72,10 @@ class Runtime:
         except UnwalledError as exc:
             self.record_failure(route, request, info, attempts, exc, stream=False)
             raise
+        except Exception as exc:
+            error = _internal(exc)
+            self.record_failure(route, request, info, attempts, error, stream=False)
+            raise error from exc
         self.record_success(route, request, info, attempts, response, stream=False)
         return response
 
@@ -91,6 +95,10 @@ class Runtime:
         except UnwalledError as exc:
             self.record_failure(route, request, info, attempts, exc, stream=True)
             raise
+        except Exception as exc:
+            error = _internal(exc)
+            self.record_failure(route, request, info, attempts, error, stream=True)
+            raise error from exc
         except BaseException as exc:  # the client went away mid-stream
             self.record_failure(route, request, info, attempts,
                                 UnwalledError(f"stream ended early: {type(exc).__name__}"),
@@ -187,6 +195,14 @@ class Runtime:
 
 CLIENT_LEFT = 499
 """The status recorded when the client went away before its answer was done."""
+
+
+def _internal(exc: Exception) -> UnwalledError:
+    """A bug met while answering: logged with its traceback, still recorded and
+    answered (a 500 in the ingress's format) like any other failure."""
+    log.exception("unexpected error while answering a request")
+    return UnwalledError(f"internal error while answering ({type(exc).__name__}); "
+                         "it has been logged.")
 
 
 def _outcome(status: int) -> str:

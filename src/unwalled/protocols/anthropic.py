@@ -21,7 +21,9 @@ from unwalled.backends.base import (
     ChatRequest, ChatResponse, Delta, Message, Tool, ToolCall, ToolCallDelta, Usage,
 )
 from unwalled.errors import BackendProtocolError, UnwalledError
-from unwalled.protocols.common import bad, check_tool_choice, checked_tool, route_of
+from unwalled.protocols.common import (
+    bad, check_tool_choice, checked_tool, route_of, token_count,
+)
 from unwalled.protocols.sse import encode
 
 STOP_TO_FINISH = {"end_turn": "stop", "max_tokens": "length", "stop_sequence": "stop",
@@ -125,7 +127,7 @@ def parse_response(raw: Any, target: str) -> ChatResponse:
         finish_reason=STOP_TO_FINISH.get(raw.get("stop_reason") or "", "stop"),
         tool_calls=calls or None,
         usage=Usage(prompt_tokens=input_tokens(usage),
-                    completion_tokens=int(usage.get("output_tokens") or 0))
+                    completion_tokens=token_count(usage.get("output_tokens")))
         if isinstance(usage, dict) else Usage(estimated=True))
 
 
@@ -172,7 +174,7 @@ class StreamReader:
         usage = (raw.get("message") or {}).get("usage") or {}
         if usage:
             self._prompt(usage)
-            self.usage.completion_tokens = int(usage.get("output_tokens") or 0)
+            self.usage.completion_tokens = token_count(usage.get("output_tokens"))
             self.saw_usage = True
         return None
 
@@ -214,7 +216,7 @@ class StreamReader:
     def _on_message_delta(self, raw: dict[str, Any]) -> Delta | None:
         usage = raw.get("usage") or {}
         if "output_tokens" in usage:
-            self.usage.completion_tokens = int(usage["output_tokens"] or 0)
+            self.usage.completion_tokens = token_count(usage["output_tokens"])
             self.saw_usage = True
         self._prompt(usage)
         stop = (raw.get("delta") or {}).get("stop_reason")
@@ -225,7 +227,7 @@ class StreamReader:
         replaces the one before; one left out keeps its message_start value."""
         for key in PROMPT_KEYS:
             if usage.get(key) is not None:
-                self.prompt_parts[key] = int(usage[key])
+                self.prompt_parts[key] = token_count(usage[key])
         self.usage.prompt_tokens = sum(self.prompt_parts.values())
 
     def _on_message_stop(self, raw: dict[str, Any]) -> Delta | None:
@@ -238,7 +240,7 @@ PROMPT_KEYS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_
 
 def input_tokens(usage: dict[str, Any]) -> int:
     """All prompt tokens: Anthropic counts cache reads and writes apart."""
-    return sum(int(usage.get(key) or 0) for key in PROMPT_KEYS)
+    return sum(token_count(usage.get(key)) for key in PROMPT_KEYS)
 
 
 # ---- ingress: POST /v1/messages ----

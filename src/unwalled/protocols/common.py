@@ -38,6 +38,24 @@ def checked_tool(name: str, description: Any, schema: Any, where: str,
     return Tool(name=name, description=description, parameters=schema)
 
 
+MAX_TOKEN_COUNT = 2**31 - 1
+
+
+def token_count(value: Any) -> int:
+    """A token count from an upstream's usage: a whole number from 0 to
+    ``MAX_TOKEN_COUNT``, or ValueError (the router then takes the answer for one
+    that does not fit its wire format). A count of -5 or 10**30 once failed
+    the metrics, the ledger and the answer's own JSON."""
+    if value is None:
+        return 0
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) \
+            or not 0 <= value <= MAX_TOKEN_COUNT:
+        raise ValueError(f"usage holds {str(value)[:40]!r}, not a token count")
+    return value
+
+
 def bad(message: str, param: str) -> RequestError:
     """A 400 that names the parameter at fault."""
     return RequestError(message, param=param)

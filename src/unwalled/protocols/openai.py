@@ -17,7 +17,9 @@ from unwalled.backends.base import (
     ChatRequest, ChatResponse, Delta, Message, Tool, ToolCall, ToolCallDelta, Usage,
 )
 from unwalled.errors import BackendProtocolError, UnwalledError
-from unwalled.protocols.common import bad, check_tool_choice, checked_tool, route_of
+from unwalled.protocols.common import (
+    bad, check_tool_choice, checked_tool, route_of, token_count,
+)
 from unwalled.protocols.sse import encode
 
 ROLES = {"system", "developer", "user", "assistant", "tool"}
@@ -246,8 +248,8 @@ def parse_response(raw: Any, target: str) -> ChatResponse:
 def _usage(raw: Any) -> Usage | None:
     if not isinstance(raw, dict):
         return None
-    return Usage(prompt_tokens=int(raw.get("prompt_tokens") or 0),
-                 completion_tokens=int(raw.get("completion_tokens") or 0))
+    return Usage(prompt_tokens=token_count(raw.get("prompt_tokens")),
+                 completion_tokens=token_count(raw.get("completion_tokens")))
 
 
 def parse_chunk(raw: Any) -> Delta:

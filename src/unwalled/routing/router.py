@@ -20,7 +20,7 @@ from typing import AsyncIterator, Awaitable, Callable
 from unwalled.backends.base import Backend, ChatRequest, ChatResponse, Delta
 from unwalled.config import Config, RouteConfig, TargetConfig
 from unwalled.errors import (
-    BackendError, BackendTimeout, EgressError, LimitExceededError, RoutingError,
+    BackendError, BackendProtocolError, BackendTimeout, EgressError, LimitExceededError, RoutingError,
     UnknownRouteError,
 )
 from unwalled.routing.breaker import Breaker, breaker_for, build_breakers
@@ -138,7 +138,7 @@ class Router:
             try:
                 async with asyncio.timeout(current.timeout):
                     response = await current.backend.complete(request, current.model)
-            except (BackendError, TimeoutError) as exc:
+            except TRY_FAILED as exc:
                 await current.fail(exc)
                 continue
             await current.succeed()
@@ -156,7 +156,7 @@ class Router:
                     first = await pieces.__anext__()
             except StopAsyncIteration:
                 first = Delta(finish_reason="stop")
-            except (BackendError, TimeoutError) as exc:
+            except TRY_FAILED as exc:
                 await _aclose(pieces)
                 await current.fail(exc)
                 continue
@@ -170,7 +170,7 @@ class Router:
                     except StopAsyncIteration:
                         break
                     yield piece
-            except (BackendError, TimeoutError) as exc:
+            except TRY_FAILED as exc:
                 error = await current.fail(exc)
                 raise RoutingError(
                     f"route {route_name!r}: the stream from {current.attempt.target} "
@@ -210,10 +210,21 @@ class Try:
         return error
 
 
+UNFIT = (KeyError, IndexError, TypeError, ValueError, AttributeError)
+"""What reading an upstream answer of the wrong shape raises (a list where the
+wire format has an object, a string for a count): a protocol error of that
+target, retried and recorded like malformed JSON, not a 500 with no record."""
+TRY_FAILED = (BackendError, TimeoutError, *UNFIT)
+
+
 def _as_backend_error(exc: BaseException, target: str, timeout: float) -> BackendError:
     if isinstance(exc, BackendError):
         exc.target = exc.target or target
         return exc
+    if isinstance(exc, UNFIT):
+        return BackendProtocolError(
+            f"{target} answered in a shape its wire format does not have "
+            f"({type(exc).__name__}: {str(exc)[:200]}).", target=target, retryable=True)
     return BackendTimeout(f"{target} gave no answer within {timeout:g} s "
                           "(the route's timeout).", target=target)
 
