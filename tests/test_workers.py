@@ -38,7 +38,7 @@ def two_workers(tmp_path_factory) -> Iterator[tuple[str, Path, subprocess.Popen]
     log = open(tmp / "serve.log", "wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "unwalled", "serve", "-c", str(config), "--port",
-         str(port), "--workers", "2", "--log-level", "warning"],
+         str(port), "--workers", "2"],
         stdout=log, stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")})
     try:
@@ -98,6 +98,15 @@ def test_two_workers_answer_record_and_count_every_request(two_workers):
         assert {r["route"] for r in ledger.tail(40)} == {"chat"}
     finally:
         ledger.close()
+
+
+def test_workers_log_no_migration_lines(two_workers):
+    """At the default level a worker logs what the gateway says, not the
+    INFO lines Alembic writes while each worker opens the ledger."""
+    _, tmp, _ = two_workers
+    log = (tmp / "serve.log").read_text()
+    assert log.count("Application startup complete.") == 2, log
+    assert "alembic" not in log, log
 
 
 def test_sigterm_stops_every_worker(tmp_path):

@@ -150,8 +150,10 @@ def worker_app() -> Any:
     """The app of one worker process (the factory uvicorn calls in each)."""
     from unwalled.gateway.app import create_app
 
-    configure_logging(os.environ.get(WORKER_LOG_LEVEL, "info"))
+    # The runtime first, as with one process: configured first, logging would
+    # print Alembic's INFO lines from opening the ledger, in every worker.
     runtime = Runtime.from_config(os.environ.get(WORKER_CONFIG) or None)
+    configure_logging(os.environ.get(WORKER_LOG_LEVEL, "info"))
     app = create_app(runtime)
     tune_gc()
     return app
