@@ -103,8 +103,9 @@ class KeyStore:
         wanted = key_id_or_prefix
         matches = [k for k in self.list() if wanted in (k.id, k.prefix, k.name)]
         if len(matches) != 1:
-            found = "no active key" if not matches else f"{len(matches)} keys"
-            raise RequestError(f"{found} matches {key_id_or_prefix!r}. Give a key id "
+            found = (f"{len(matches)} keys match" if matches
+                     else "no active key matches")
+            raise RequestError(f"{found} {key_id_or_prefix!r}. Give a key id "
                                "from 'unwalled keys list'.", param="key")
         with self.engine.begin() as conn:
             conn.execute(update(schema.api_keys)
