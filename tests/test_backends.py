@@ -9,7 +9,9 @@ import pytest
 from unwalled.backends import build_backend
 from unwalled.backends.base import ChatRequest, Message, Tool, collect
 from unwalled.config import BackendConfig
-from unwalled.errors import BackendProtocolError, BackendRateLimited, BackendUnavailable
+from unwalled.errors import (
+    BackendError, BackendProtocolError, BackendRateLimited, BackendUnavailable,
+)
 
 HELLO = ChatRequest(messages=[Message("user", "What is 2+2?")],
                     max_tokens=24, temperature=0.0)
@@ -138,6 +140,26 @@ async def _check_faults(scripted, backend):
     scripted.reset_script([{"text": "no usage here", "omit_usage": True}])
     usage = collect([d async for d in backend.stream(HELLO, "m")], "x").usage
     assert usage.estimated and usage.completion_tokens > 0
+
+
+async def test_an_unset_key_variable_is_named_when_the_upstream_refuses(
+        upstream, monkeypatch, caplog):
+    scripted, url = upstream
+    monkeypatch.delenv("UNWALLED_TEST_ABSENT_KEY", raising=False)
+    with caplog.at_level("WARNING", logger="unwalled.backends"):
+        backend = build_backend("vendor", BackendConfig(
+            type="anthropic", base_url=url, api_key_env="UNWALLED_TEST_ABSENT_KEY"))
+    assert "UNWALLED_TEST_ABSENT_KEY, which is not set" in caplog.text
+    scripted.reset_script([{"status": 401}])
+    try:
+        with pytest.raises(BackendError) as err:
+            await backend.complete(HELLO, "claude-x")
+    finally:
+        await backend.close()
+    assert err.value.upstream_status == 401
+    assert ("UNWALLED_TEST_ABSENT_KEY, named by backends.vendor.api_key_env, is not "
+            "set") in err.value.message
+    assert "x-api-key" not in scripted.headers[0]
 
 
 # ---- anthropic, against a scripted server speaking the Messages wire format ----

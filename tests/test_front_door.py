@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import socket
 import time
+import re
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
 import httpx
@@ -23,7 +25,10 @@ BODY = orjson.dumps({"model": "chat", "messages": [{"role": "user", "content": "
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory) -> Iterator[GatewayServer]:
     runtime = make_runtime({"limits": {"max_body_bytes": 2048},
-                            "routes": {"chat": {"targets": ["mock/echo"]}}},
+                            "backends": {"slow": {"type": "mock", "script": [
+                                {"text": "late", "delay": 0.8}]}},
+                            "routes": {"chat": {"targets": ["mock/echo"]},
+                                       "slow": {"targets": ["slow/m"]}}},
                            tmp_path_factory.mktemp("front"))
     with GatewayServer(runtime) as server:
         yield server
@@ -144,3 +149,20 @@ def test_a_client_that_leaves_mid_body_is_recorded_as_cancelled(gateway):
     assert (row["ingress"], row["status"], row["outcome"]) == \
         ("anthropic", 499, "cancelled")
     assert row["error"] == "the client went away before sending its body."
+
+
+def in_flight(server: GatewayServer) -> float:
+    text = httpx.get(server.base_url + "/metrics").text
+    return float(re.search(r"^unwalled_in_flight (\S+)$", text, re.M).group(1))
+
+
+def test_in_flight_counts_requests_being_served(gateway):
+    assert in_flight(gateway) == 0.0
+    slow = orjson.dumps({"model": "slow", "messages": [{"role": "user", "content": "hi"}]})
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(httpx.post, gateway.base_url + "/v1/chat/completions",
+                             content=slow)
+        seen = [in_flight(gateway) for _ in range(3) if not answer.done()]
+        assert answer.result().status_code == 200
+    assert seen and max(seen) == 1.0
+    assert in_flight(gateway) == 0.0

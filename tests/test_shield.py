@@ -43,6 +43,25 @@ def test_secret_false_positives_on_benign_text():
     assert len(flagged) / len(lines) <= 0.02, flagged
 
 
+@pytest.mark.parametrize("text, password", [
+    ("password=hunter2hunter2", "hunter2hunter2"),  # people's passwords repeat
+    ("db_password: abc123", "abc123"),
+    ('"PASSWORD" => "Tr0ub4dor&3"', "Tr0ub4dor&3"),
+    ("pwd=20240101", "20240101"),
+])
+def test_a_password_given_in_an_assignment_is_a_secret(text, password):
+    assert [f.value for f in find_secrets(text)] == [password]
+    assert password not in redact_text(text)
+
+
+@pytest.mark.parametrize("text", [
+    "password: required", "Reset your password: click the link below.",
+    "password=${DB_PASSWORD}", 'password="********"', "password: <your-password>",
+])
+def test_prose_and_placeholders_after_password_are_not(text):
+    assert find_secrets(text) == []
+
+
 def test_every_exfiltration_payload_is_blocked():
     payloads = jsonl("exfiltration.jsonl")
     assert len(payloads) >= 50

@@ -8,6 +8,8 @@ proxy's overhead near the floor (about ten times the throughput here).
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 from email.utils import parsedate_to_datetime
 from typing import Any, AsyncIterator
 
@@ -21,6 +23,7 @@ from unwalled.errors import (
     BackendUnavailable,
 )
 
+log = logging.getLogger("unwalled.backends")
 RETRYABLE_STATUS = {408, 409, 425, 500, 502, 503, 504, 529}
 
 
@@ -34,6 +37,9 @@ class HTTPBackend:
         self.base_url = (config.base_url or "").rstrip("/")
         self._session: aiohttp.ClientSession | None = None
         self._urls: dict[str, URL] = {}
+        if self.missing_key_variable():
+            log.warning("backend %s: api_key_env names %s, which is not set: requests "
+                        "go out without a key", name, config.api_key_env)
 
     def url(self, path: str) -> URL:
         """``base_url + path``, parsed once rather than on every request."""
@@ -63,7 +69,8 @@ class HTTPBackend:
                                          data=orjson.dumps(body)) as resp:
                 raw = await resp.read()
                 if resp.status >= 400:
-                    raise status_error(resp.status, raw, resp.headers, target)
+                    raise self._explained(status_error(resp.status, raw, resp.headers,
+                                                       target))
         except BackendError:
             raise
         except Exception as exc:
@@ -82,14 +89,28 @@ class HTTPBackend:
             async with self.session.post(self.url(path),
                                          data=orjson.dumps(body)) as resp:
                 if resp.status >= 400:
-                    raise status_error(resp.status, await resp.read(), resp.headers,
-                                       target)
+                    raise self._explained(status_error(
+                        resp.status, await resp.read(), resp.headers, target))
                 async for chunk in resp.content.iter_any():
                     yield chunk
         except BackendError:
             raise
         except Exception as exc:
             raise transport_error(exc, target) from exc
+
+    def missing_key_variable(self) -> str | None:
+        """The environment variable ``api_key_env`` names, when it is not set."""
+        variable = self.config.api_key_env
+        return variable if variable and not os.environ.get(variable) else None
+
+    def _explained(self, error: BackendError) -> BackendError:
+        """An upstream's 401 or 403 says why when the key was never there."""
+        variable = self.missing_key_variable()
+        if error.upstream_status in (401, 403) and variable:
+            error.message += (f" The key was not sent: {variable}, named by "
+                              f"backends.{self.name}.api_key_env, is not set in the "
+                              "gateway's environment. Set it and restart.")
+        return error
 
     async def close(self) -> None:
         if self._session is not None:

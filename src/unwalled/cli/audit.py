@@ -7,13 +7,13 @@ fails), 2 for a bad suite or config.
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
 from unwalled.cli.options import ConfigOption
+from unwalled.cli.options import console as cli_console
 
 NONE_MEETS_TARGET = 1
 
@@ -74,7 +74,7 @@ async def _audit(suite_path: Path, out: Path | None, concurrency: int, executor:
             cache.close()
     summary = summarise(run, runtime.config)
     # Piped output (CI logs) has no terminal width; 80 columns would crush the table.
-    stdout = Console() if sys.stdout.isatty() else Console(width=150)
+    stdout = cli_console()
     terminal_table(summary, stdout)
     folder = out or Path(f"audit-{suite.name}")
     json_path, html_path = write_reports(summary, folder)

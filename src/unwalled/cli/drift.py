@@ -11,10 +11,10 @@ import datetime as dt
 from typing import TYPE_CHECKING, Annotated, Awaitable, Callable, Optional, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from unwalled.cli.options import ConfigOption
+from unwalled.cli.options import console as cli_console
 
 if TYPE_CHECKING:  # the CLI imports these lazily, to start fast
     from unwalled.drift import DriftReport, Snapshot
@@ -123,7 +123,7 @@ def list_(route: Annotated[Optional[str], typer.Argument(
         p = "-" if row["p_value"] is None else f"{row['p_value']:.3g}"
         runs.add_row(row["id"], row["route"], _when(row["ts"]), row["status"], p,
                      ", ".join(row["moved"]) or (row["error"] or "")[:60])
-    console = Console()
+    console = cli_console()
     console.print(shots)
     console.print(runs)
 

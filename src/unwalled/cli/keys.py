@@ -10,10 +10,9 @@ from typing import Annotated, Optional
 
 import orjson
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from unwalled.cli.options import ConfigOption
+from unwalled.cli.options import ConfigOption, console
 
 app = typer.Typer(no_args_is_help=True, help="Make, list and revoke API keys.")
 
@@ -72,7 +71,7 @@ def list_keys(all: Annotated[bool, typer.Option(
                       str(key.rpm or "-"), str(key.tpm or "-"),
                       f"{key.budget:g}" if key.budget else "-",
                       "revoked" if key.revoked else "active")
-    Console().print(table)
+    console().print(table)
 
 
 @app.command()

@@ -8,10 +8,9 @@ from typing import Annotated, Optional
 
 import orjson
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from unwalled.cli.options import ConfigOption
+from unwalled.cli.options import ConfigOption, console
 
 app = typer.Typer(no_args_is_help=True, help="Read the ledger.")
 
@@ -50,7 +49,7 @@ def tail(limit: Annotated[int, typer.Option("--limit", "-n")] = 20,
                       f"{row['prompt_tokens']}/{row['completion_tokens']}"
                       + ("~" if row["usage_estimated"] else ""),
                       f"{row['latency_ms']:.0f}", f"{row['cost']:.6f}", detail)
-    Console().print(table)
+    console().print(table)
 
 
 @app.command()
@@ -76,4 +75,4 @@ def stats(hours: Annotated[Optional[float], typer.Option(
                       str(r["prompt_tokens"]), str(r["completion_tokens"]),
                       f"{r['cost']:.4f}", f"{r['latency_p50_ms']:.0f}",
                       f"{r['latency_p95_ms']:.0f}")
-    Console().print(table)
+    console().print(table)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from unwalled.cli.options import ConfigOption
+from unwalled.cli.options import ConfigOption, console
 
 
 def register(app: typer.Typer) -> None:
@@ -23,4 +22,4 @@ def register(app: typer.Typer) -> None:
                          for t in route.targets)
             table.add_row(name, ", ".join(t.target for t in route.targets),
                           str(route.retries), f"{route.timeout:g}", "yes" if remote else "no")
-        Console().print(table)
+        console().print(table)

@@ -342,7 +342,8 @@ def create_app(runtime: Runtime) -> FrontDoor:
     app.state.drift_watch = watch
     return FrontDoor(app, {"/v1/chat/completions": gateway.chat_completions,
                            "/chat/completions": gateway.chat_completions,
-                           "/v1/messages": gateway.messages})
+                           "/v1/messages": gateway.messages},
+                     in_flight=gateway.metrics.in_flight)
 
 
 async def _front_only(request: Request) -> Response:

@@ -79,16 +79,25 @@ class FrontDoor:
     """ASGI app: the completion paths to their handler, the rest to ``behind``."""
 
     def __init__(self, behind: Any,
-                 handlers: dict[str, Callable[[Incoming], Awaitable[Any]]]) -> None:
+                 handlers: dict[str, Callable[[Incoming], Awaitable[Any]]],
+                 in_flight: Any = None) -> None:
         self.behind = behind
         self.handlers = handlers
         self.state = behind.state
+        self.in_flight = in_flight
+        """A gauge of the completion requests being served, streams included."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             handler = self.handlers.get(scope["path"])
             if handler is not None:
-                response = await handler(Incoming.from_scope(scope, receive))
-                await response(scope, receive, send)
+                if self.in_flight is not None:
+                    self.in_flight.inc()
+                try:
+                    response = await handler(Incoming.from_scope(scope, receive))
+                    await response(scope, receive, send)
+                finally:
+                    if self.in_flight is not None:
+                        self.in_flight.dec()
                 return
         await self.behind(scope, receive, send)

@@ -54,6 +54,18 @@ def _looks_random(value: str) -> bool:
     return has_letter and has_other and entropy(value) >= 3.0
 
 
+def _looks_like_password(value: str) -> bool:
+    """A value given to a password: all digits, or letters with digits or
+    symbols, and not a placeholder ('password: required' is prose;
+    'password=hunter2' is not)."""
+    if _NOT_A_VALUE.fullmatch(value):
+        return False
+    if value.isdigit():
+        return True
+    has_letter = any(c.isalpha() for c in value)
+    return has_letter and any(c.isdigit() or not c.isalnum() for c in value)
+
+
 _ALNUM = "A-Za-z0-9"
 _PATTERNS: list[tuple[str, str, Callable[[str], bool] | None,
                      tuple[str | re.Pattern[str], ...]]] = [
@@ -116,12 +128,16 @@ _PATTERNS: list[tuple[str, str, Callable[[str], bool] | None,
     ("bearer_token",
      r"(?i:authorization:\s*bearer\s+)(?P<secret>[A-Za-z0-9._~+/-]{20,}=*)", None,
      ("~bearer",)),
+    ("assigned_password",  # people pick passwords: no randomness asked of them
+     r"(?i:(?<![A-Za-z])(?:password|passwd|pwd)(?![A-Za-z]))"
+     r"[\"']?\s*(?::|=|=>)\s*[\"']?(?P<secret>[^\s\"'`,;]{6,128})", _looks_like_password,
+     ("~pass", "~pwd")),
     ("assigned_secret",
-     r"(?i:(?<![A-Za-z])(?:password|passwd|pwd|secret|api[_-]?key|apikey"
+     r"(?i:(?<![A-Za-z])(?:secret|api[_-]?key|apikey"
      r"|access[_-]?token|auth[_-]?token|client[_-]?secret|private[_-]?key"
      r"|secret[_-]?key)(?![A-Za-z]))"
      r"[\"']?\s*(?::|=|=>)\s*[\"']?(?P<secret>[^\s\"'`,;]{8,128})", _looks_random,
-     ("~pass", "~pwd", "~secret", "~key", "~token")),
+     ("~secret", "~key", "~token")),
 ]
 
 # The last element of each entry holds literals one of which every match
@@ -175,8 +191,8 @@ def find_secrets(text: str) -> list[SecretFinding]:
             value = match.group(group)
             if check is not None and not check(value):
                 continue
-            if len(set(value)) < 8:  # "sk-xxxxxxxx..." in documentation
-                continue
+            if len(set(value)) < 8 and kind != "assigned_password":
+                continue  # "sk-xxxxxxxx..." in documentation; passwords repeat
             if any(start < t_end and t_start < end for t_start, t_end in taken):
                 continue
             taken.append((start, end))
