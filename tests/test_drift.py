@@ -79,6 +79,59 @@ def test_verdicts_take_json_from_messy_text():
     assert judge("no json here", contract).violations == ["the answer is not JSON"]
 
 
+def test_a_probe_takes_a_contract_file_and_runs_all_its_checks(tmp_path):
+    (tmp_path / "intent.schema.json").write_text(
+        '{"type": "object", "properties": {"intent": {"enum": ["lost_card", "other"]}},'
+        ' "required": ["intent"]}')
+    (tmp_path / "intent.contract.yaml").write_text(
+        "name: intent\noutput: {schema: intent.schema.json}\n"
+        "checks: [no_secrets, {max_chars: 40}]\n")
+    (tmp_path / "probes.jsonl").write_text(
+        '{"id": "file", "prompt": "x", "contract": "intent.contract.yaml"}\n'
+        '{"id": "inline", "prompt": "y", "contract": {"output": {"schema": '
+        '{"type": "object"}}, "checks": [{"max_chars": 5}]}}\n')
+    from unwalled.drift import load_probes
+
+    probes = load_probes(tmp_path / "probes.jsonl")
+    read_in = probes.by_id["file"].contract
+    # The file is read in, schema file and all: the snapshot keeps it whole.
+    assert read_in["output"]["schema"]["required"] == ["intent"]
+    assert _round_trip(probes).by_id["file"].contract == read_in
+    assert judge('{"intent": "lost_card"}', read_in).passed
+    wrong = judge('{"intent": "lost_card", "note": "AKIAIOSFODNN7EXAMPLE key"}', read_in)
+    assert not wrong.passed
+    assert {v.split(" ")[0] for v in wrong.violations} == {"secrets", "length"}
+    assert judge('{"intent": "refund"}', read_in).violations[0].startswith("schema")
+    assert judge("{}", probes.by_id["inline"].contract).passed
+    assert judge('{"a": 12345}', probes.by_id["inline"].contract).violations[0] \
+        .startswith("length")
+    # Editing the contract file changes the set's digest.
+    before = probes.digest
+    (tmp_path / "intent.contract.yaml").write_text(
+        "name: intent\noutput: {schema: intent.schema.json}\ncheck: [no_secrets]\n")
+    with pytest.raises(ConfigError) as caught:
+        load_probes(tmp_path / "probes.jsonl")
+    assert caught.value.message.startswith(f"{tmp_path / 'probes.jsonl'}: line 1: contract: ")
+    assert "intent.contract.yaml" in caught.value.message and "Fix:" in caught.value.message
+    (tmp_path / "intent.contract.yaml").write_text(
+        "name: intent\noutput: {schema: intent.schema.json}\nchecks: [no_secrets]\n")
+    assert load_probes(tmp_path / "probes.jsonl").digest != before
+
+
+def test_a_missing_contract_file_names_the_line():
+    with pytest.raises(ConfigError) as caught:
+        parse_probes(['{"prompt": "x", "contract": "nowhere.contract.yaml"}'],
+                     source="p.jsonl")
+    assert caught.value.message.startswith("p.jsonl: line 1: contract: ")
+    assert "no such contract file" in caught.value.message
+
+
+def _round_trip(probes):
+    from unwalled.drift.probes import ProbeSet
+
+    return ProbeSet.from_json(probes.to_json(), probes.name)
+
+
 # ---- the comparison, on samples whose answer is known ----
 
 CONTRACT_PROBES = parse_probes([

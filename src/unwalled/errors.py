@@ -29,6 +29,7 @@ OpenAI-style error ``type`` and ``code``::
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 
@@ -217,3 +218,15 @@ class DriftError(UnwalledError):
     status = 409
     type = "invalid_request_error"
     code = "drift_not_runnable"
+
+
+def as_unwalled(exc: BaseException, doing: str, log: logging.Logger) -> UnwalledError:
+    """Our own errors as they are. Anything else is a bug met while ``doing``:
+    logged with its traceback, and still answered (a 500 in the ingress's
+    format) and recorded like any other failure, so no request escapes the
+    ledger."""
+    if isinstance(exc, UnwalledError):
+        return exc
+    log.exception("unexpected error while %s", doing)
+    return UnwalledError(f"internal error while {doing} ({type(exc).__name__}); "
+                         "it has been logged.")

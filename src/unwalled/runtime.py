@@ -17,7 +17,7 @@ from unwalled.backends import build_backend
 from unwalled.backends.base import Backend, ChatRequest, ChatResponse, Delta, Usage
 from unwalled.config import Config, load_config
 from unwalled.contracts.book import ContractBook
-from unwalled.errors import RoutingError, UnwalledError
+from unwalled.errors import RoutingError, UnwalledError, as_unwalled
 from unwalled.ledger import AttemptRecord, Ledger, Record
 from unwalled.routing import Attempt, Router, cost
 from unwalled.shield.redaction import redact_text
@@ -73,7 +73,7 @@ class Runtime:
             self.record_failure(route, request, info, attempts, exc, stream=False)
             raise
         except Exception as exc:
-            error = _internal(exc)
+            error = as_unwalled(exc, "answering", log)
             self.record_failure(route, request, info, attempts, error, stream=False)
             raise error from exc
         self.record_success(route, request, info, attempts, response, stream=False)
@@ -96,7 +96,7 @@ class Runtime:
             self.record_failure(route, request, info, attempts, exc, stream=True)
             raise
         except Exception as exc:
-            error = _internal(exc)
+            error = as_unwalled(exc, "answering", log)
             self.record_failure(route, request, info, attempts, error, stream=True)
             raise error from exc
         except BaseException as exc:  # the client went away mid-stream
@@ -195,14 +195,6 @@ class Runtime:
 
 CLIENT_LEFT = 499
 """The status recorded when the client went away before its answer was done."""
-
-
-def _internal(exc: Exception) -> UnwalledError:
-    """A bug met while answering: logged with its traceback, still recorded and
-    answered (a 500 in the ingress's format) like any other failure."""
-    log.exception("unexpected error while answering a request")
-    return UnwalledError(f"internal error while answering ({type(exc).__name__}); "
-                         "it has been logged.")
 
 
 def _outcome(status: int) -> str:

@@ -139,6 +139,17 @@ def load_contract(path: str | Path) -> Contract:
     return parse_contract(raw, source=str(path), text=text, base=path.parent)
 
 
+def contract_mapping(path: str | Path) -> dict[str, Any]:
+    """A contract file as a self-contained mapping (a schema file it names read
+    in), for a caller that stores the contract beside its own data. The file is
+    validated first, so its errors name the file and the place."""
+    path = Path(path)
+    load_contract(path)
+    raw = dict(yaml.safe_load(path.read_text(encoding="utf-8")))
+    _schema_file(raw, str(path), path.parent)
+    return raw
+
+
 def parse_contract(raw: Any, source: str = "<dict>", *, text: str | None = None,
                    base: Path | None = None, name: str | None = None) -> Contract:
     """A contract from a mapping (parsed YAML or inline config)."""

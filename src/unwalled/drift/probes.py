@@ -7,6 +7,16 @@ A probe set is a JSONL file, one probe a line::
                                   {"role": "user", "content": "..."}],
      "temperature": 0.7, "max_tokens": 32, "samples": 10,
      "contract": {"schema": {"type": "object", "required": ["intent"]}}}
+    {"id": "intent", "prompt": "...", "contract": "intent.contract.yaml"}
+
+A probe's ``contract`` judges its answers, as audits judge theirs: a JSON
+Schema (``{"schema": {...}}``), a full contract inline (a mapping with
+``output``, ``checks`` or ``on_fail``), or the path of a contract file,
+relative to the probe file. A file is read in when the set is loaded, so a
+snapshot keeps the contract it was judged by, and editing the file changes the
+set's digest. Only the contract's checks run: the probe's own prompt is what is
+sent, and ``on_fail`` does not re-ask, since drift watch measures the route as
+it is.
 
 A probe at temperature 0 is *deterministic*: the flip test expects it to answer
 the same way every time. Blank lines and lines starting with ``//`` are skipped.
@@ -34,12 +44,6 @@ class ProbeMessage(_Strict):
     content: str
 
 
-class ProbeContract(_Strict):
-    """What a valid answer is. For now: a JSON Schema the answer must satisfy."""
-
-    schema_: dict[str, Any] = Field(alias="schema")
-
-
 class Probe(_Strict):
     id: str = Field(min_length=1, max_length=128)
     prompt: str | None = None
@@ -51,7 +55,8 @@ class Probe(_Strict):
     """Samples drawn per side: the snapshot and each check draw this many."""
     logprobs: bool = True
     """Ask for token log-probabilities; backends that have none send none."""
-    contract: ProbeContract | None = None
+    contract: dict[str, Any] | None = None
+    """What a valid answer is (see the module's doc); a file is read in on load."""
 
     @model_validator(mode="after")
     def _one_prompt(self) -> "Probe":
@@ -122,17 +127,18 @@ def load_probes(path: str | Path) -> ProbeSet:
                           fix="give a JSONL file of probes, e.g. "
                               "examples/drift/probes.jsonl.")
     lines = path.read_text(encoding="utf-8").splitlines()
-    return parse_probes(lines, source=str(path), name=path.stem)
+    return parse_probes(lines, source=str(path), name=path.stem, base=path.parent)
 
 
 def parse_probes(lines: list[str], source: str = "<probes>",
-                 name: str = "probes") -> ProbeSet:
+                 name: str = "probes", base: Path | None = None) -> ProbeSet:
+    """Probes from JSONL lines; contract file paths are taken from ``base``."""
     probes: list[Probe] = []
     seen: dict[str, int] = {}
     for number, line in enumerate(lines, start=1):
         if not line.strip() or line.lstrip().startswith("//"):
             continue
-        probe = _parse_line(line, number, source)
+        probe = _parse_line(line, number, source, base or Path("."))
         if probe.id in seen:
             raise ConfigError(f"probe id {probe.id!r} is already used on line "
                               f"{seen[probe.id]}.", file=source, key=f"line {number}",
@@ -145,7 +151,7 @@ def parse_probes(lines: list[str], source: str = "<probes>",
     return ProbeSet(probes, name)
 
 
-def _parse_line(line: str, number: int, source: str) -> Probe:
+def _parse_line(line: str, number: int, source: str, base: Path) -> Probe:
     where = f"line {number}"
     try:
         raw = orjson.loads(line)
@@ -156,6 +162,8 @@ def _parse_line(line: str, number: int, source: str) -> Probe:
         raise ConfigError("is not a JSON object.", file=source, key=where,
                           fix="write an object such as {\"id\": \"x\", \"prompt\": \"...\"}.")
     raw.setdefault("id", f"probe-{number}")
+    raw["contract"] = _inline_contract(raw.get("contract"), raw["id"], base,
+                                       source, where)
     try:
         probe = Probe.model_validate(raw)
     except ValidationError as exc:
@@ -164,7 +172,7 @@ def _parse_line(line: str, number: int, source: str) -> Probe:
         raise ConfigError(f"{field}: {error['msg']}.", file=source, key=where,
                           fix=_fix_for(error["type"])) from exc
     if probe.contract is not None:
-        _check_schema(probe.contract.schema_, source, where)
+        _check_contract(probe.contract, source, where)
     return probe
 
 
@@ -177,13 +185,30 @@ def _fix_for(kind: str) -> str:
     }.get(kind, "correct the value.")
 
 
-def _check_schema(schema: dict[str, Any], source: str, where: str) -> None:
-    from jsonschema import Draft202012Validator
-    from jsonschema.exceptions import SchemaError
+def _inline_contract(contract: Any, probe_id: Any, base: Path, source: str,
+                     where: str) -> Any:
+    """A contract file read in; an inline full contract named after its probe
+    unless it has a name of its own."""
+    from unwalled.audit.contract import CONTRACT_KEYS
+    from unwalled.contracts.model import contract_mapping
+
+    if isinstance(contract, str):
+        try:
+            return contract_mapping(base / contract)
+        except ConfigError as exc:
+            raise ConfigError(f"contract: {exc.message}", file=source,
+                              key=where) from exc
+    if isinstance(contract, dict) and CONTRACT_KEYS & set(contract):
+        return {"name": str(probe_id), **contract}
+    return contract
+
+
+def _check_contract(contract: dict[str, Any], source: str, where: str) -> None:
+    """Build the contract's check once, so a broken one fails on load, naming
+    the line, rather than on the first answer."""
+    from unwalled.audit.contract import build_check
 
     try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
-        raise ConfigError(f"contract.schema is not a valid JSON Schema: {exc.message}",
-                          file=source, key=where,
-                          fix="correct the schema (JSON Schema 2020-12).") from exc
+        build_check(contract)
+    except ConfigError as exc:
+        raise ConfigError(f"contract: {exc.message}", file=source, key=where) from exc

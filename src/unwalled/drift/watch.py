@@ -60,18 +60,20 @@ class DriftMetrics:
     """The last result per route, for ``/metrics``."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.p_value = Gauge("unwalled_drift_p_value",
-                             "Smallest Holm-adjusted p-value of the last drift check",
-                             ["route"], registry=registry, multiprocess_mode="mostrecent")
-        self.detected = Gauge("unwalled_drift_detected",
-                              "1 when the last drift check found drift, else 0",
-                              ["route"], registry=registry, multiprocess_mode="mostrecent")
-        self.last_check = Gauge("unwalled_drift_last_check_timestamp_seconds",
-                                "When the last drift check finished (Unix time)",
-                                ["route"], registry=registry, multiprocess_mode="mostrecent")
-        self.moved = Gauge("unwalled_drift_probes_moved",
-                           "Probes named as moved by the last drift check",
-                           ["route"], registry=registry, multiprocess_mode="mostrecent")
+        def last(name: str, documentation: str) -> Gauge:
+            """A per-route gauge of the last check; with several workers, the
+            value of the most recent write wins."""
+            return Gauge(name, documentation, ["route"], registry=registry,
+                         multiprocess_mode="mostrecent")
+
+        self.p_value = last("unwalled_drift_p_value",
+                            "Smallest Holm-adjusted p-value of the last drift check")
+        self.detected = last("unwalled_drift_detected",
+                             "1 when the last drift check found drift, else 0")
+        self.last_check = last("unwalled_drift_last_check_timestamp_seconds",
+                               "When the last drift check finished (Unix time)")
+        self.moved = last("unwalled_drift_probes_moved",
+                          "Probes named as moved by the last drift check")
         self.checks = Counter("unwalled_drift_checks",
                               "Drift checks by outcome (ok, drift, error)",
                               ["route", "status"], registry=registry)

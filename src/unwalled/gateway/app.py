@@ -33,7 +33,9 @@ from unwalled.backends.base import (
     ChatRequest, ChatResponse, Delta, Usage, estimate_usage, output_text,
 )
 from unwalled.contracts.book import HEADER as CONTRACT_HEADER
-from unwalled.errors import ContractError, RequestError, UnwalledError
+from unwalled.errors import (
+    ContractError, RequestError, UnwalledError, as_unwalled,
+)
 from unwalled.gateway import contracts
 from unwalled.gateway.front import FrontDoor, Incoming
 from unwalled.gateway.guard import Guard
@@ -96,7 +98,7 @@ class Gateway:
                                           parsed.request)
             verifier = await self._contract(http, parsed.route, held)
         except Exception as exc:
-            error = _as_unwalled(exc)
+            error = as_unwalled(exc, "reading the request", log)
             self.reject(info, error, route if isinstance(route, str) else None,
                         parsed.request if parsed else None)
             return wire.error_response(error)
@@ -277,16 +279,6 @@ ANTHROPIC = Wire(
     error_response=anthropic_error)
 
 
-def _as_unwalled(exc: Exception) -> UnwalledError:
-    """Our own errors as they are; anything else is a bug, still answered in the
-    ingress's format and recorded, so no request escapes the ledger."""
-    if isinstance(exc, UnwalledError):
-        return exc
-    log.exception("unexpected error while reading a request")
-    return UnwalledError(f"internal error while reading the request "
-                         f"({type(exc).__name__}); it has been logged.")
-
-
 @functools.cache
 def openapi_document(routes: tuple[str, ...]) -> bytes:
     """The gateway's OpenAPI description (YAML beside this module), naming this
@@ -343,7 +335,7 @@ def create_app(runtime: Runtime) -> FrontDoor:
     return FrontDoor(app, {"/v1/chat/completions": gateway.chat_completions,
                            "/chat/completions": gateway.chat_completions,
                            "/v1/messages": gateway.messages},
-                     in_flight=gateway.metrics.in_flight)
+                     gateway.metrics.in_flight)
 
 
 async def _front_only(request: Request) -> Response:

@@ -44,14 +44,8 @@ class Incoming:
             raise too_large(int(declared), limit)
         if self._receive is None:
             return b""
-        message = await self._receive()
-        body = message.get("body", b"")
-        if not message.get("more_body"):
-            if message["type"] == "http.disconnect":
-                raise ClientLeftError("the client went away before sending its body.")
-            return _within(body, limit)
-        chunks, size = [body], len(body)
-        while message.get("more_body"):
+        chunks, size = [], 0
+        while True:
             message = await self._receive()
             if message["type"] == "http.disconnect":
                 raise ClientLeftError("the client went away before sending its body.")
@@ -60,13 +54,8 @@ class Incoming:
             if size > limit:
                 raise too_large(size, limit)
             chunks.append(chunk)
-        return b"".join(chunks)
-
-
-def _within(body: bytes, limit: int) -> bytes:
-    if len(body) > limit:
-        raise too_large(len(body), limit)
-    return body
+            if not message.get("more_body"):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def too_large(size: int, limit: int) -> LimitExceededError:
@@ -80,7 +69,7 @@ class FrontDoor:
 
     def __init__(self, behind: Any,
                  handlers: dict[str, Callable[[Incoming], Awaitable[Any]]],
-                 in_flight: Any = None) -> None:
+                 in_flight: Any) -> None:
         self.behind = behind
         self.handlers = handlers
         self.state = behind.state
@@ -91,13 +80,11 @@ class FrontDoor:
         if scope["type"] == "http" and scope["method"] == "POST":
             handler = self.handlers.get(scope["path"])
             if handler is not None:
-                if self.in_flight is not None:
-                    self.in_flight.inc()
+                self.in_flight.inc()
                 try:
                     response = await handler(Incoming.from_scope(scope, receive))
                     await response(scope, receive, send)
                 finally:
-                    if self.in_flight is not None:
-                        self.in_flight.dec()
+                    self.in_flight.dec()
                 return
         await self.behind(scope, receive, send)

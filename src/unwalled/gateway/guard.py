@@ -90,11 +90,10 @@ class Guard:
             f"the request body nests {depth} levels deep, over the limit "
             f"limits.max_depth of {self.limits.max_depth}. Flatten it.", param="body")
 
-    def check_shape(self, body: Any, raw: bytes | None = None) -> None:
+    def check_shape(self, body: Any, raw: bytes) -> None:
         # A body cannot nest deeper than it has brackets: most bodies are
         # cleared by two byte counts, without walking the parsed value.
-        shallow = raw is not None and \
-            raw.count(b"{") + raw.count(b"[") <= self.limits.max_depth
+        shallow = raw.count(b"{") + raw.count(b"[") <= self.limits.max_depth
         depth = 0 if shallow else json_depth(body)
         if depth > self.limits.max_depth:
             raise self.too_deep(depth)

@@ -107,12 +107,9 @@ def serve(runtime: Runtime, host: str, port: int, *, log_level: str = "info",
         return _serve_workers(host, port, workers, log_level, config_path)
     import uvicorn
 
-    from unwalled.gateway.app import create_app
-
     handler = configure_logging(log_level)
-    app = create_app(runtime)
-    tune_gc()
-    config = uvicorn.Config(app, host=host, port=port, **_uvicorn_options(log_level))
+    config = uvicorn.Config(_app(runtime), host=host, port=port,
+                            **_uvicorn_options(log_level))
     try:
         uvicorn.Server(config).run()
     finally:
@@ -148,12 +145,17 @@ def _serve_workers(host: str, port: int, workers: int, log_level: str,
 
 def worker_app() -> Any:
     """The app of one worker process (the factory uvicorn calls in each)."""
-    from unwalled.gateway.app import create_app
-
     # The runtime first, as with one process: configured first, logging would
     # print Alembic's INFO lines from opening the ledger, in every worker.
     runtime = Runtime.from_config(os.environ.get(WORKER_CONFIG) or None)
     configure_logging(os.environ.get(WORKER_LOG_LEVEL, "info"))
+    return _app(runtime)
+
+
+def _app(runtime: Runtime) -> Any:
+    """The gateway app on ``runtime``, with the collector tuned once it is built."""
+    from unwalled.gateway.app import create_app
+
     app = create_app(runtime)
     tune_gc()
     return app

@@ -37,7 +37,8 @@ NAMES = {
     "azure_storage_key": "Azure storage key", "jwt": "JSON Web Token",
     "url_password": "credentials in URL", "mailchimp_key": "Mailchimp key",
     "artifactory_token": "Artifactory token",
-    "bearer_token": "bearer token", "assigned_secret": "password or key assignment",
+    "bearer_token": "bearer token", "assigned_password": "password assignment",
+    "assigned_secret": "secret or key assignment",
     "high_entropy": "high-entropy string",
 }
 """How each kind of finding is named in a message."""
