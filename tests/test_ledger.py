@@ -125,3 +125,91 @@ def test_flush_waits_for_records_queued_before_it(tmp_path):
     assert ledger.flush(timeout=3)  # woken at once, not after the 5 s interval
     assert ledger.count() == 10
     ledger.close()
+
+
+# ---- export ----
+
+def _export_ledger(url: str) -> Ledger:
+    """Seven requests: three share one timestamp (a page boundary falls among
+    them), one failed over two attempts, one under a contract."""
+    from unwalled.ledger import AttemptRecord, Record
+
+    ledger = Ledger(url)
+    for i in range(7):
+        ledger.record(Record(
+            id=f"req-{i}", ingress="openai", route="a" if i % 2 else "b", status=200,
+            outcome="ok", latency_ms=10.0 + i, ts=1_000.0 if 2 <= i <= 4 else 990.0 + i,
+            target="m/x", prompt_tokens=i, completion_tokens=2 * i,
+            contract="intent" if i == 5 else None,
+            verdict={"passed": True, "attempts": 1} if i == 5 else None,
+            prompt=f"prompt, with \"quotes\"\nand a newline {i}",
+            attempts=[AttemptRecord("n/y", "error", 1.5, "boom", "upstream_error", 500),
+                      AttemptRecord("m/x", "ok", 8.0)] if i == 6 else
+            [AttemptRecord("m/x", "ok", 8.0)]))
+    assert ledger.flush()
+    return ledger
+
+
+def test_export_pages_through_every_request_in_time_order(tmp_path):
+    ledger = _export_ledger(f"sqlite:///{tmp_path / 'l.db'}")
+    try:
+        # Pages of 2 split the three rows at ts 1000 across pages.
+        rows = list(ledger.export(chunk=2))
+        assert [r["id"] for r in rows] == ["req-0", "req-1", "req-5", "req-6",
+                                           "req-2", "req-3", "req-4"]
+        assert rows == list(ledger.export())  # the page size changes nothing
+        failed_over = rows[3]
+        assert [(a["seq"], a["target"], a["outcome"], a["upstream_status"])
+                for a in failed_over["attempts"]] == [(0, "n/y", "error", 500),
+                                                      (1, "m/x", "ok", None)]
+        assert rows[2]["verdict"] == {"passed": True, "attempts": 1}
+        assert [r["id"] for r in ledger.export(route="a", since=991, until=1000)] \
+            == ["req-1", "req-5"]
+    finally:
+        ledger.close()
+
+
+def test_export_cli_writes_jsonl_and_csv_that_read_back(tmp_path):
+    import csv
+    import json
+
+    from tests.test_cli import unwalled
+
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    _export_ledger(url).close()
+    (tmp_path / "unwalled.yaml").write_text(f'ledger: {{url: "{url}"}}\n')
+
+    jsonl = unwalled("ledger", "export", cwd=tmp_path)
+    assert jsonl.returncode == 0, jsonl.stderr
+    lines = [json.loads(line) for line in jsonl.stdout.splitlines()]
+    assert len(lines) == 7 and lines[0]["prompt"] == 'prompt, with "quotes"\nand a newline 0'
+    assert lines[3]["attempts"][0]["error"] == "boom"
+
+    made = unwalled("ledger", "export", "--format", "csv", "-o", "out.csv",
+                    "--since", "1970-01-01T00:16:31", "--route", "a", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert made.stderr.strip() == "3 requests written to out.csv"
+    with open(tmp_path / "out.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [row["id"] for row in table] == ["req-1", "req-5", "req-3"]
+    assert list(table[0])[:3] == ["id", "ts", "ingress"] and list(table[0])[-1] == "attempts"
+    assert json.loads(table[1]["verdict"]) == {"passed": True, "attempts": 1}
+    assert table[0]["verdict"] == "" and json.loads(table[0]["attempts"])[0]["target"] == "m/x"
+    assert table[0]["prompt"] == 'prompt, with "quotes"\nand a newline 1'
+
+
+def test_export_cli_names_the_fix_for_bad_options(tmp_path):
+    from tests.test_cli import unwalled
+
+    (tmp_path / "unwalled.yaml").write_text(
+        f'ledger: {{url: "sqlite:///{tmp_path / "l.db"}"}}\n')
+    bad_time = unwalled("ledger", "export", "--since", "yesterday", cwd=tmp_path)
+    assert bad_time.returncode == 2
+    assert bad_time.stderr.startswith("error: --since: 'yesterday' is not a time.")
+    assert "Fix: give an ISO 8601 date" in bad_time.stderr
+    bad_format = unwalled("ledger", "export", "--format", "xml", cwd=tmp_path)
+    assert bad_format.returncode == 2 and "--format jsonl or --format csv" in \
+        bad_format.stderr
+    nowhere = unwalled("ledger", "export", "-o", "no/such/dir/x.jsonl", cwd=tmp_path)
+    assert nowhere.returncode == 2 and nowhere.stderr.startswith(
+        "error: --output: cannot write no/such/dir/x.jsonl")

@@ -202,3 +202,16 @@ def forget_breaker_keys():
     for key in client.scan_iter("unwalled:breaker:shared-*"):
         client.delete(key)
     client.close()
+
+
+def test_export_pages_the_postgres_ledger_as_it_does_sqlite(pg_url, tmp_path):
+    from tests.test_ledger import _export_ledger
+
+    ledgers = [_export_ledger(pg_url), _export_ledger(f"sqlite:///{tmp_path / 'l.db'}")]
+    try:
+        on_pg, on_sqlite = ([(r["id"], r["ts"], r["verdict"], r["attempts"])
+                             for r in ledger.export(chunk=2)] for ledger in ledgers)
+        assert len(on_pg) == 7 and on_pg == on_sqlite
+    finally:
+        for ledger in ledgers:
+            ledger.close()

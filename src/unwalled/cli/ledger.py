@@ -1,9 +1,11 @@
-"""``unwalled ledger tail|stats``: read the record of every call."""
+"""``unwalled ledger tail|stats|export``: read the record of every call."""
 
 from __future__ import annotations
 
 import datetime as dt
+import sys
 import time
+from pathlib import Path
 from typing import Annotated, Optional
 
 import orjson
@@ -76,3 +78,47 @@ def stats(hours: Annotated[Optional[float], typer.Option(
                       f"{r['cost']:.4f}", f"{r['latency_p50_ms']:.0f}",
                       f"{r['latency_p95_ms']:.0f}")
     console().print(table)
+
+
+@app.command()
+def export(output: Annotated[Optional[Path], typer.Option(
+               "--output", "-o", help="Write here instead of to standard output.")]
+           = None,
+           fmt: Annotated[str, typer.Option(
+               "--format", "-f", help="jsonl (lossless: attempts nested, verdict as "
+                                      "JSON) or csv (one row a request).")] = "jsonl",
+           since: Annotated[Optional[str], typer.Option(
+               help="Only requests from this time on: ISO 8601 (2026-12-01, "
+                    "2026-12-01T09:30; UTC without an offset) or Unix seconds.")]
+           = None,
+           until: Annotated[Optional[str], typer.Option(
+               help="Only requests before this time (same forms as --since).")]
+           = None,
+           route: Annotated[Optional[str], typer.Option(help="Only this route.")]
+           = None,
+           config: ConfigOption = None) -> None:
+    """Every request, oldest first, with its attempts: JSONL or CSV, in flat memory."""
+    from unwalled.errors import ConfigError
+    from unwalled.ledger import export as exporting
+
+    if fmt not in ("jsonl", "csv"):
+        raise ConfigError(f"unknown format {fmt!r}.", key="--format",
+                          fix="give --format jsonl or --format csv.")
+    window = {"since": exporting.parse_time(since, "--since") if since else None,
+              "until": exporting.parse_time(until, "--until") if until else None}
+    try:
+        out = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+    except OSError as exc:
+        raise ConfigError(f"cannot write {output}: {exc.strerror}.", key="--output",
+                          fix="give a path in a folder that exists and is writable."
+                          ) from None
+    ledger = _open(config)
+    try:
+        rows = ledger.export(route=route, **window)
+        count = exporting.write(rows, out, fmt)  # type: ignore[arg-type]
+    finally:
+        ledger.close()
+        if output:
+            out.close()
+    if output:
+        typer.echo(f"{count} requests written to {output}", err=True)

@@ -16,10 +16,10 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal
+from typing import Any, Callable, Iterable, Iterator, Literal
 
 import orjson
-from sqlalchemy import Engine, create_engine, event, func, select, text
+from sqlalchemy import Engine, and_, create_engine, event, func, or_, select, text
 
 from unwalled.errors import ConfigError
 from unwalled.ledger import schema
@@ -320,6 +320,48 @@ class Ledger:
             row["attempts"] = tries.get(row["id"], [])
         return rows
 
+    def export(self, *, since: float | None = None, until: float | None = None,
+               route: str | None = None, chunk: int = 1000
+               ) -> Iterator[dict[str, Any]]:
+        """Every request in time order (oldest first), each with its attempts and
+        its verdict parsed, read ``chunk`` rows at a time: memory stays flat
+        however large the ledger. Keyset pages on (ts, id), so rows with the
+        same timestamp are neither skipped nor repeated."""
+        r = schema.requests
+        query = select(r).order_by(r.c.ts, r.c.id).limit(chunk)
+        if since is not None:
+            query = query.where(r.c.ts >= since)
+        if until is not None:
+            query = query.where(r.c.ts < until)
+        if route:
+            query = query.where(r.c.route == route)
+        page = query
+        while True:
+            rows = self._page(page)
+            yield from rows
+            if len(rows) < chunk:
+                return
+            last_ts, last_id = rows[-1]["ts"], rows[-1]["id"]
+            page = query.where(or_(r.c.ts > last_ts,
+                                   and_(r.c.ts == last_ts, r.c.id > last_id)))
+
+    def _page(self, query: Any) -> list[dict[str, Any]]:
+        """One page of requests, with their attempts in order."""
+        a = schema.attempts
+        with self.engine.connect() as conn:
+            rows = [_plain(row) for row in conn.execute(query)]
+            tries: dict[str, list[dict[str, Any]]] = {}
+            if rows:
+                ids = [row["id"] for row in rows]
+                for attempt in conn.execute(select(a).where(a.c.request_id.in_(ids))
+                                            .order_by(a.c.request_id, a.c.seq)):
+                    tries.setdefault(attempt.request_id, []).append(
+                        {k: v for k, v in _plain(attempt).items() if k != "request_id"})
+        for row in rows:
+            row["verdict"] = _parsed(row["verdict"])
+            row["attempts"] = tries.get(row["id"], [])
+        return rows
+
     def count(self) -> int:
         with self.engine.connect() as conn:
             return conn.execute(select(func.count()).select_from(schema.requests)).scalar_one()
@@ -346,6 +388,16 @@ class Ledger:
 def _without_nul(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     return [tuple(v.replace("\x00", "\ufffd") if isinstance(v, str) else v
                   for v in row) for row in rows]
+
+
+def _parsed(verdict: str | None) -> Any:
+    """A stored verdict as the JSON it was written as (text that is not JSON as is)."""
+    if verdict is None:
+        return None
+    try:
+        return orjson.loads(verdict)
+    except orjson.JSONDecodeError:
+        return verdict
 
 
 def _plain(row: Any) -> dict[str, Any]:
