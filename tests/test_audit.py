@@ -164,11 +164,17 @@ def test_missing_column_is_named(tmp_path):
     from unwalled.audit import load_dataset
 
     suite = parse_suite(suite_dict(input="{message}"), folder=tmp_path)
-    dataset = load_dataset(suite)
-    from unwalled.audit.prompting import build_request
-
     with pytest.raises(ConfigError, match="column 'message'.*columns: category, text"):
-        build_request(suite, suite.candidates[0], dataset.items[0], [], LABELS)
+        load_dataset(suite)  # before any candidate is called
+
+
+def test_expected_that_is_neither_a_column_nor_a_template_is_refused(tmp_path):
+    write_classification(tmp_path)
+    from unwalled.audit import load_dataset
+
+    suite = parse_suite(suite_dict(expected="categroy", labels=None), folder=tmp_path)
+    with pytest.raises(ConfigError, match="'categroy' is not a column.*category, text"):
+        load_dataset(suite)
 
 
 # ---- the runner, end to end on the mock backend ----

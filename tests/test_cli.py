@@ -54,3 +54,26 @@ def test_config_error_is_one_clear_line_and_exit_2(tmp_path):
 def test_unknown_route_in_ask_names_the_known_ones(tmp_path):
     result = unwalled("ask", "--route", "nope", "hi", cwd=tmp_path)
     assert result.returncode == 2 and "Known routes: default" in result.stderr
+
+
+def test_tables_print_ledger_text_as_written_and_name_route_contracts(tmp_path):
+    from unwalled.ledger import AttemptRecord, Ledger, Record
+
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    (tmp_path / "unwalled.yaml").write_text(
+        f'ledger: {{url: "{url}"}}\n'
+        "routes:\n  strict:\n    targets: [local/smollm2-135m]\n"
+        "    contract: {checks: [{max_chars: 5}]}\n"
+        "  plain: {targets: [local/smollm2-135m]}\n")
+    ledger = Ledger(url)
+    ledger.record(Record(id="x", ingress="openai", route="strict", status=422,
+                         outcome="rejected", latency_ms=5.0, target="local/[m]",
+                         error="broke contract: [length] /: 9 characters",
+                         attempts=[AttemptRecord("local/[m]", "violated")]))
+    ledger.close()
+    tail = unwalled("ledger", "tail", cwd=tmp_path)
+    assert tail.returncode == 0, tail.stderr
+    assert "[length] /: 9 characters" in tail.stdout and "local/[m]" in tail.stdout
+    models = unwalled("models", cwd=tmp_path)
+    assert [line.split("│")[-2].strip() for line in models.stdout.splitlines()
+            if line.startswith("│")] == ["-", "(inline)", "-"]  # default, strict, plain

@@ -40,6 +40,35 @@ def test_unknown_key_names_file_key_and_allowed_keys(tmp_path):
     assert "retries" in message  # the allowed keys are listed
 
 
+def test_the_allowed_keys_are_only_keys_a_user_writes(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, "routs: {}\n"))
+    allowed = err.value.message.split("Allowed keys here: ", 1)[1]
+    assert "routes" in allowed and "source" not in allowed
+
+
+def test_a_key_given_twice_is_refused_with_its_line(tmp_path):
+    """PyYAML keeps the last of two equal keys without a word: a route defined
+    twice would silently lose its first definition."""
+    path = write(tmp_path, "routes:\n  a:\n    targets: [local/smollm2-135m]\n"
+                           "  a:\n    targets: [local/smollm2-135m]\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "line 4, column 3: the key 'a' is given twice" in err.value.message
+
+
+def test_a_missing_local_model_file_is_said_at_start(tmp_path):
+    from unwalled.runtime import Runtime
+
+    path = write(tmp_path, "backends:\n  mine:\n    type: local\n    models:\n"
+                           "      big: {path: /nowhere/model.gguf}\n"
+                           "routes:\n  r: {targets: [mine/big]}\n")
+    with pytest.raises(ConfigError) as err:
+        Runtime.from_config(str(path))
+    assert "/nowhere/model.gguf does not exist" in err.value.message
+    assert "models.big.path" in err.value.message
+
+
 def test_unknown_backend_in_a_target_names_the_fix(tmp_path):
     path = write(tmp_path, "routes:\n  triage:\n    targets: [vllm/qwen]\n")
     with pytest.raises(ConfigError) as err:
@@ -86,3 +115,26 @@ def test_example_config_from_init_is_valid():
     config = parse_config(raw)
     assert config.routes["triage"].max_tokens == 128
     assert config.price_for("local/smollm2-135m").hourly == 0.10
+
+
+@pytest.mark.parametrize("written, lands", [
+    ("sqlite:///rel.db", "conf/rel.db"),
+    ("sqlite:///sub/rel.db", "conf/sub/rel.db"),
+    (None, "conf/unwalled-ledger.db"),       # the default, beside the file too
+])
+def test_a_relative_sqlite_ledger_is_taken_from_the_config_files_folder(
+        tmp_path, monkeypatch, written, lands):
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    ledger = f'ledger: {{url: "{written}"}}\n' if written else ""
+    (tmp_path / "conf" / "unwalled.yaml").write_text(ledger)
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    url = load_config("../conf/unwalled.yaml").ledger.url
+    assert url == f"sqlite:///{tmp_path / lands}"
+
+
+def test_absolute_memory_and_server_ledgers_are_left_as_written(tmp_path):
+    for url in (f"sqlite:///{tmp_path / 'abs.db'}", "sqlite://",
+                "sqlite:///:memory:", "postgresql+psycopg://u:p@127.0.0.1/test"):
+        (tmp_path / "unwalled.yaml").write_text(f'ledger: {{url: "{url}"}}\n')
+        assert load_config(tmp_path / "unwalled.yaml").ledger.url == url

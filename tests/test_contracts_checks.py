@@ -7,7 +7,7 @@ import time
 import pytest
 
 from unwalled.backends.base import ToolCall
-from unwalled.contracts import Contract, Verifier
+from unwalled.contracts import Contract, Verifier, parse_contract
 from unwalled.contracts.checks import build
 from unwalled.contracts.checks.base import Answer
 from unwalled.contracts.checks.canary import CanaryOptions
@@ -106,6 +106,82 @@ def test_a_format_nothing_can_check_is_refused_when_the_contract_loads():
     with pytest.raises(ConfigError, match="duration.*cannot be checked"):
         Verifier(Contract(name="t", output={"schema": {"type": "string",
                                                        "format": "duration"}}))
+
+
+def test_a_ref_to_nothing_is_refused_when_the_contract_loads():
+    from unwalled.errors import ConfigError
+
+    for ref in ("#/$defs/missing", "https://example.com/person.json"):
+        with pytest.raises(ConfigError, match="points at nothing"):
+            Verifier(Contract(name="t", output={"schema": {
+                "type": "object", "properties": {"p": {"$ref": ref}}}}))
+    # a ref that resolves, percent-escaped and into $defs, is fine
+    Verifier(Contract(name="t", output={"schema": {
+        "$defs": {"a b": {"type": "string"}},
+        "properties": {"p": {"$ref": "#/$defs/a%20b"}}}}))
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("card_arrival", "card_arrival"),
+    ('"card_arrival"', "card_arrival"),
+    ("  card_arrival\n", "card_arrival"),
+])
+def test_a_bare_string_answers_a_string_schema(text, value):
+    result = verify(text, schema={"enum": ["card_arrival", "lost_card"]})
+    assert result.passed and result.parsed == value
+
+
+def test_a_scalar_answer_meets_a_number_schema_and_a_wrong_one_fails():
+    assert verify("42", schema={"type": "integer"}).parsed == 42
+    wrong = verify("card_arrival", schema={"type": "integer"})
+    assert [v.check for v in wrong.violations] == ["json"]
+    not_in_enum = verify("stolen_card", schema={"enum": ["card_arrival"]})
+    assert not not_in_enum.passed
+
+
+# ---- field: one string of the JSON answer ----
+
+FIELD_SCHEMA = {"type": "object", "properties": {"sql": {}, "note": {"type": "string"}}}
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("no JSON here", "holds no JSON"),
+    ('{"sql": {"select": "*"}}', "is an object, not text"),
+    ('{"sql": ["DROP TABLE users"]}', "is an array, not text"),
+])
+def test_a_check_that_cannot_read_its_field_fails_closed(text, says):
+    verifier = Verifier(Contract(name="t", output={"schema": FIELD_SCHEMA},
+                                 checks=[{"sql": {"field": "/sql"}}]))
+    result = verifier.verify(text)
+    sql = [v for v in result.violations if v.check == "sql"]
+    assert len(sql) == 1 and says in sql[0].message and sql[0].path == "/sql"
+
+
+def test_a_field_the_schema_leaves_optional_may_be_missing_but_not_without_one():
+    with_schema = Verifier(Contract(name="t", output={"schema": FIELD_SCHEMA},
+                                    checks=[{"sql": {"field": "/sql"}}]))
+    assert with_schema.verify('{"note": "no query needed"}').passed
+    assert not with_schema.verify('{"sql": "DELETE FROM users"}').passed
+    json_only = Verifier(Contract(name="t", output={"json": True},
+                                  checks=[{"sql": {"field": "/sql"}}]))
+    missing = json_only.verify('{"note": "no query"}')
+    assert "has no field /sql" in missing.violations[0].message
+    required = Verifier(Contract(name="t", output={"schema": {
+        **FIELD_SCHEMA, "required": ["sql"]}}, checks=[{"sql": {"field": "/sql"}}]))
+    assert {v.check for v in required.verify('{"note": "x"}').violations} == {
+        "schema", "sql"}
+
+
+@pytest.mark.parametrize(("contract", "says"), [
+    ({"checks": [{"sql": {"field": "/sql"}}]}, "no JSON output to read it from"),
+    ({"output": {"json": True}, "checks": [{"schema": {"schema": {}, "field": "/a"}}]},
+     "reads the whole answer"),
+])
+def test_a_field_that_could_never_be_read_is_refused_at_load(contract, says):
+    from unwalled.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=says):
+        parse_contract({"name": "t", **contract})
 
 
 # ---- regex ----

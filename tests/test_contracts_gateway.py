@@ -117,20 +117,41 @@ def test_streaming_under_a_contract_buffers_then_streams_the_passing_answer(gate
     assert row["stream"] and [a["outcome"] for a in row["attempts"]] == ["violated", "ok"]
 
 
+def ask_under(server, route: str, contract: str | None = None) -> httpx.Response:
+    """One request to ``route``, naming ``contract`` in the header when given."""
+    headers = {"x-unwalled-contract": contract} if contract else {}
+    return httpx.post(server.base_url + "/v1/chat/completions", headers=headers,
+                      json={"model": route, "messages": ASK})
+
+
 def test_a_header_names_a_contract_for_a_route_without_one(gateway):
     server, upstream = gateway
     upstream.reset_script(["This answer is far too long."])
-    url = server.base_url + "/v1/chat/completions"
-    body = {"model": "plain", "messages": ASK}
-    refused = httpx.post(url, json=body, headers={"x-unwalled-contract": "short"})
+    refused = ask_under(server, "plain", "short")
     assert refused.status_code == 422
     assert refused.json()["error"]["violations"][0]["check"] == "length"
-    unguarded = httpx.post(url, json=body)
+    unguarded = ask_under(server, "plain")
     assert unguarded.status_code == 200 and "x-unwalled-verdict" not in unguarded.headers
-    unknown = httpx.post(url, json=body, headers={"x-unwalled-contract": "nope"})
+    unknown = ask_under(server, "plain", "nope")
     assert unknown.status_code == 400
     assert "Known contracts: city, short" in unknown.json()["error"]["message"]
     assert len(rows(server, 3)) == 3
+
+
+def test_a_header_cannot_replace_a_routes_contract(gateway):
+    server, upstream = gateway
+    upstream.reset_script(['{"city": "Paris"}'])
+    weaker = ask_under(server, "guarded", "short")
+    assert weaker.status_code == 400
+    error = weaker.json()["error"]
+    assert error["param"] == "x-unwalled-contract"
+    assert error["message"].startswith("route 'guarded' runs under contract 'city', "
+                                       "and the x-unwalled-contract header cannot "
+                                       "replace it with 'short'.")
+    same = ask_under(server, "guarded", "city")
+    assert same.status_code == 200
+    assert same.headers["x-unwalled-verdict"].startswith("pass; contract=city")
+    assert [r["status"] for r in rows(server, 2)] == [200, 400]
 
 
 def anthropic_client(server) -> anthropic.Anthropic:

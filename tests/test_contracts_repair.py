@@ -205,6 +205,70 @@ def test_repair_then_fallback_with_a_backend_failure_in_between(runtime):
         ("a/x", "violated"), ("a/x", "violated"), ("b/y", "error"), ("b/y", "ok")]
 
 
+def test_the_row_counts_the_tokens_and_cost_of_every_answer_judged(tmp_path):
+    # A dollar a prompt token, two a completion token: costs read as counts.
+    price = {"input_per_mtok": 1_000_000, "output_per_mtok": 2_000_000}
+    runtime = make_runtime({
+        "backends": {"a": {"type": "mock"}, "b": {"type": "mock"}},
+        "routes": {"r": {"targets": ["a/x", "b/y"], "retries": 0}},
+        "prices": {"a/x": price, "b/y": price}}, tmp_path)
+
+    def said(text, prompt, completion):
+        return {"text": text, "usage": {"prompt_tokens": prompt,
+                                        "completion_tokens": completion}}
+
+    script(runtime, [said("no", 10, 5), said('{"city": "Paris"}', 12, 6)])
+    with Client(runtime) as client:
+        client.complete("Where?", route="r", contract=contract({"repair": 1}))
+    row = only_row(runtime)
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (22, 11)
+    assert row["cost"] == pytest.approx(22 * 1 + 11 * 2)
+
+    # Rejected after a repair on each target (b/y answers "nope" twice): what
+    # the four answers cost is still spent, and recorded.
+    script(runtime, [said("no", 10, 5), said("still no", 11, 5)], [said("nope", 7, 3)])
+    with Client(runtime) as client, pytest.raises(ContractError):
+        client.complete("Where?", route="r",
+                        contract=contract({"repair": 1, "then": "fallback"}))
+    assert runtime.ledger.flush()
+    rejected = runtime.ledger.tail(1)[0]
+    assert (rejected["status"], rejected["prompt_tokens"],
+            rejected["completion_tokens"]) == (422, 10 + 11 + 7 + 7, 5 + 5 + 3 + 3)
+    assert rejected["cost"] == pytest.approx(35 * 1 + 16 * 2)
+    runtime.ledger.close()
+
+
+def test_an_answer_cut_at_max_tokens_is_said_to_be_cut(runtime):
+    cut = {"text": '{"city": "Par', "finish": "length"}
+    script(runtime, [cut, cut])
+    with Client(runtime) as client, pytest.raises(ContractError) as caught:
+        client.complete("Where?", route="r", contract=contract({"repair": 1}))
+    error = caught.value
+    assert error.message.endswith("[json] text: the answer was cut off at max_tokens "
+                                  "before its JSON was complete; raise max_tokens or "
+                                  "ask for a shorter answer.")
+    assert [a.cut for a in error.verdict.attempts] == [True, True]
+    repair = runtime.backends["a"].requests[1].messages[-1].content
+    assert "- it was cut off at the length limit: give a shorter answer" in repair
+    # json-repair would have closed '{"city": "Par': parsed is not whole.
+    # Cut after its JSON was whole: nothing is missing, and it passes.
+    script(runtime, [{"text": '{"city": "Paris"} and then', "finish": "length"}])
+    with Client(runtime) as client:
+        assert client.complete("Where?", route="r",
+                               contract=contract("reject")).parsed == {"city": "Paris"}
+    # Cut where a check other than the JSON's fails: the summary says it was cut.
+    script(runtime, [{"text": '{"city": 7', "finish": "length"}])
+    with Client(runtime) as client, pytest.raises(ContractError) as caught:
+        client.complete("Where?", route="r", contract=contract("reject"))
+    assert caught.value.message.count("cut off at max_tokens") == 1
+    # An answer that ends by itself and still breaks the contract says nothing of it.
+    script(runtime, ['{"city": 7}'])
+    with Client(runtime) as client, pytest.raises(ContractError) as caught:
+        client.complete("Where?", route="r", contract=contract("reject"))
+    assert "cut off" not in caught.value.message
+    assert caught.value.verdict.to_dict()["attempts"][0]["cut"] is False
+
+
 def test_every_target_breaking_the_contract_exhausts_the_route(runtime):
     script(runtime, ["no"], ["nope"])
     with Client(runtime) as client, pytest.raises(ContractError) as caught:
@@ -266,3 +330,19 @@ async def test_a_schema_without_a_grammar_decodes_free_and_says_so(local_runtime
     stored = json.loads(row["verdict"])
     assert "cannot become a llama.cpp grammar" in stored["notes"][0]
     assert stored["attempts"][0]["decoding"].startswith("free")
+
+
+async def test_a_schema_whose_grammar_llama_cpp_cannot_parse_decodes_free(local_runtime):
+    """A quote in an enum value converts, but into a grammar llama.cpp cannot
+    parse; decoding under it once crashed the process."""
+    schema = {"type": "object", "properties": {"say": {"enum": ['"yes"', "no"]}},
+              "required": ["say"]}
+    quoted = Contract(name="quoted", output={"schema": schema}, on_fail="reject")
+    client = AsyncClient(local_runtime)
+    try:
+        verdict = (await client.complete("Say yes.", contract=quoted, route="intent",
+                                         temperature=0, max_tokens=12)).verdict
+    except ContractError as error:
+        verdict = error.verdict
+    assert verdict.attempts[0].decoding == "free (schema cannot become a grammar)"
+    assert "cannot parse the grammar" in verdict.notes[0]

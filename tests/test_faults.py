@@ -47,6 +47,12 @@ ANSWERED = [
     Fault("impossible usage counts", [{"text": "miscounted", "usage": {
         "prompt_tokens": -5, "completion_tokens": 2**40}}, "recovered"],
           "recovered", RETRY_OK, streams=(False,)),
+    # Fields of the wrong type: a list as the answer's text once passed through
+    # to the client and stopped the ledger's writer for good.
+    Fault("answer text that is not a string", [{"text": ["not", "text"]}],
+          "from the backup", FALLBACK, streams=(False,)),
+    Fault("finish reason that is not a string", [{"text": "x", "finish": ["stop"]}],
+          "from the backup", FALLBACK, streams=(False,)),
     *[Fault(f"{status} then recovery", [{"status": status}, "recovered"], "recovered",
             [(PRIMARY, "error", status), (PRIMARY, "ok", None)])
       for status in (500, 502, 503)],

@@ -64,6 +64,75 @@ def test_sdk_json_schema_response_format_is_constrained(client):
     assert isinstance(orjson.loads(answer.choices[0].message.content)["answer"], str)
 
 
+BAD_GRAMMARS = [
+    pytest.param({"enum": []}, id="empty enum"),
+    pytest.param({"anyOf": []}, id="empty anyOf"),
+    pytest.param({"type": "object", "properties": {"a\"b": {"type": "string"}},
+                  "required": ["a\"b"]}, id="quote in a property name"),
+    pytest.param({"const": 'say "hi"'}, id="quote in a const"),
+]
+
+
+@pytest.mark.parametrize("schema", BAD_GRAMMARS)
+def test_a_schema_llama_cpp_cannot_parse_is_a_400_not_a_crash(client, embedded_gateway,
+                                                              schema):
+    """These once crashed the whole gateway (llama.cpp's grammar parser fails,
+    and decoding under the failed grammar dereferences NULL)."""
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(
+            model="json", max_tokens=8,
+            response_format={"type": "json_schema", "json_schema": {
+                "name": "a", "schema": schema}},
+            messages=[{"role": "user", "content": "x"}])
+    assert err.value.body["code"] == "invalid_schema"
+    assert "cannot constrain the local model" in err.value.body["message"]
+    tools = [{"type": "function", "function": {"name": "pick", "parameters": {
+        "type": "object", "properties": {"x": schema}, "required": ["x"]}}}]
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model="json", max_tokens=8, tools=tools,
+                                       tool_choice="required",
+                                       messages=[{"role": "user", "content": "x"}])
+    assert "tools' parameter schemas" in err.value.body["message"]
+    # still serving, and both refusals are in the ledger
+    answer = client.chat.completions.create(model="default", max_tokens=4,
+                                            messages=[{"role": "user", "content": "hi"}])
+    assert answer.choices[0].message.content is not None
+    rows = ledger_rows(embedded_gateway, 3)
+    assert [r["status"] for r in rows] == [200, 400, 400]
+
+
+def test_tool_names_outside_the_vendors_alphabet_are_refused(embedded_gateway):
+    for path, body in [
+        ("/v1/chat/completions", {"model": "json", "tool_choice": "required",
+                                  "tools": [{"type": "function",
+                                             "function": {"name": 'a"b'}}]}),
+        ("/v1/messages", {"model": "json", "max_tokens": 8,
+                          "tools": [{"name": "x" * 65, "input_schema": {}}]}),
+    ]:
+        response = httpx.post(embedded_gateway.base_url + path, json={
+            **body, "messages": [{"role": "user", "content": "x"}]})
+        assert response.status_code == 400, response.text
+        assert "1 to 64 letters, digits" in response.text
+
+
+def test_max_tokens_zero_is_refused_not_taken_as_the_default(embedded_gateway):
+    response = httpx.post(embedded_gateway.base_url + "/v1/chat/completions", json={
+        "model": "json", "max_tokens": 0, "messages": [{"role": "user", "content": "x"}]})
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "max_tokens"
+
+
+def test_a_prompt_longer_than_the_context_is_the_callers_400(embedded_gateway):
+    response = httpx.post(embedded_gateway.base_url + "/v1/chat/completions", json={
+        "model": "default", "max_tokens": 8,
+        "messages": [{"role": "user", "content": "word " * 5000}]})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "context_length_exceeded" and "n_ctx" in error["message"]
+    row = ledger_rows(embedded_gateway, 1)[0]
+    assert len(row["attempts"]) == 1  # not retried: a retry cannot help
+
+
 def test_models_lists_the_routes(client):
     ids = {m.id for m in client.models.list()}
     assert {"default", "json"} <= ids
@@ -108,6 +177,13 @@ def test_healthz_and_metrics(embedded_gateway, client):
     text = httpx.get(embedded_gateway.base_url + "/metrics").text
     assert 'unwalled_requests_total{ingress="openai",route="default",status="200"}' in text
     assert 'unwalled_tokens_total{kind="completion",route="default"}' in text
+    # A made-up route name is one label for all of them, not one each.
+    for name in ("made-up-1", "made-up-2"):
+        httpx.post(embedded_gateway.base_url + "/v1/chat/completions", json={
+            "model": name, "messages": [{"role": "user", "content": "x"}]})
+    text = httpx.get(embedded_gateway.base_url + "/metrics").text
+    assert "made-up" not in text
+    assert 'route="<unknown>",status="404"' in text
 
 
 def test_unknown_path_is_an_openai_style_404(embedded_gateway):

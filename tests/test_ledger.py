@@ -127,6 +127,30 @@ def test_flush_waits_for_records_queued_before_it(tmp_path):
     ledger.close()
 
 
+def test_a_record_the_writer_cannot_take_costs_only_itself(tmp_path):
+    """Text of the wrong type (once an upstream's list passed through as the
+    answer) and a scrub that raises: the writer keeps going, the others land."""
+    from unwalled.ledger import Record
+    from unwalled.shield import redact_text
+
+    def broken(_text: str) -> str:
+        raise RuntimeError("redaction failed")
+
+    ledger = Ledger(f"sqlite:///{tmp_path / 'l.db'}")
+    ledger.record(Record(id="list", ingress="test", route="r", status=200, outcome="ok",
+                         latency_ms=1.0, completion=["not", "text"], scrub=redact_text))
+    ledger.record(Record(id="scrub", ingress="test", route="r", status=200,
+                         outcome="ok", latency_ms=1.0, completion="x", scrub=broken))
+    ledger.record(Record(id="after", ingress="test", route="r" * 300, status=200,
+                         outcome="ok", latency_ms=1.0, completion="fine"))
+    assert ledger.flush(timeout=10)
+    rows = {row["id"]: row for row in ledger.tail(10)}
+    ledger.close()
+    assert rows["list"]["completion"] == "['not', 'text']"
+    assert "scrub" not in rows  # its text could not be made safe: not stored raw
+    assert rows["after"]["completion"] == "fine" and rows["after"]["route"] == "r" * 128
+
+
 # ---- export ----
 
 def _export_ledger(url: str) -> Ledger:

@@ -147,6 +147,78 @@ async def test_half_open_circuit_lets_one_trial_through_and_closes_on_success():
     assert await breaker.state("t") == "closed" and await breaker.allow("t")
 
 
+async def test_a_trial_that_ends_in_a_client_error_does_not_keep_the_circuit_shut(
+        upstream):
+    """The half-open trial gets a 400: the target answered, so the next call may
+    try it again, instead of the circuit staying open for good."""
+    scripted, url = upstream
+    now = [0.0]
+    router = router_for({"a": url}, {"r": {"targets": ["a/m"], "retries": 0,
+                                           "breaker": {"failures": 1, "reset_after": 10}}},
+                        RecordedSleep())
+    from unwalled.routing import CircuitBreaker
+    router.breakers["r"] = breaker = CircuitBreaker(1, 10, clock=lambda: now[0])
+    scripted.reset_script([{"status": 500}, {"status": 400, "message": "bad"}, "back"])
+    with pytest.raises(RoutingError):
+        await router.complete("r", REQUEST, [])
+    now[0] = 11
+    with pytest.raises(RoutingError) as err:  # the trial: refused as a bad request
+        await router.complete("r", REQUEST, [])
+    assert err.value.status == 400
+    answer = await router.complete("r", REQUEST, [])
+    assert answer.text == "back" and await breaker.state("a/m") == "closed"
+
+
+async def test_a_trial_whose_caller_vanished_expires_after_reset_after():
+    from unwalled.routing import CircuitBreaker
+
+    now = [0.0]
+    breaker = CircuitBreaker(failures=1, reset_after=10, clock=lambda: now[0])
+    await breaker.failure("t")
+    now[0] = 11
+    assert await breaker.allow("t")  # the trial; its caller never reports back
+    now[0] = 15
+    assert not await breaker.allow("t")
+    now[0] = 21.5
+    assert await breaker.allow("t")
+
+
+async def test_a_redirect_is_not_followed(upstream):
+    """Following one could take a local-only route's traffic off the machine."""
+    scripted, url = upstream
+    elsewhere = ScriptedUpstream(["from elsewhere"])
+    with elsewhere.running() as other:
+        scripted.reset_script([{"redirect": other + "/v1/chat/completions"}])
+        router = router_for({"a": url}, {"r": {"targets": ["a/m"], "retries": 2}},
+                            RecordedSleep())
+        with pytest.raises(RoutingError) as err:
+            await router.complete("r", REQUEST, [])
+    assert elsewhere.requests == [] and len(scripted.requests) == 1  # nor retried
+    assert "307" in err.value.message and "not followed" in err.value.message
+
+
+async def test_a_retry_after_of_inf_or_nan_is_ignored_not_a_crash(upstream):
+    scripted, url = upstream
+    for odd in ("inf", "nan", "1e400"):
+        scripted.reset_script([{"status": 503, "retry_after": odd}, "fine"])
+        sleep = RecordedSleep()
+        router = router_for({"a": url}, {"r": {"targets": ["a/m"], "retries": 1}}, sleep)
+        assert (await router.complete("r", REQUEST, [])).text == "fine"
+        assert len(sleep.waits) == 1 and sleep.waits[0] < 60  # the route's backoff
+
+
+async def test_an_upstream_error_that_echoes_a_key_is_redacted(upstream):
+    scripted, url = upstream
+    key = "sk-proj-" + "Zq8Jm2Kx9Wv4Tn7Rb1Yc5Hd3Lf6Gp0Ae"
+    scripted.reset_script([{"status": 401, "message": f"Incorrect API key: {key}"}])
+    router = router_for({"a": url}, {"r": {"targets": ["a/m"]}}, RecordedSleep())
+    attempts = []
+    with pytest.raises(RoutingError) as err:
+        await router.complete("r", REQUEST, attempts)
+    assert key not in err.value.message and key not in attempts[0].error
+    assert "Incorrect API key: [SECRET_1]" in err.value.message
+
+
 async def test_unreachable_upstream_is_retryable_and_named():
     router = router_for({"a": "http://127.0.0.1:9"}, {"r": {"targets": ["a/m"],
                                                            "retries": 1}},

@@ -13,7 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from openai import OpenAI
+from openai import APIError, OpenAI
 
 HERE = Path(__file__).parent
 
@@ -47,12 +47,25 @@ def main() -> int:
         "name": "intent", "schema": schema}}} if args.constrained else {}
 
     def classify(row: dict[str, str]) -> str:
-        answer = client.chat.completions.create(
-            model=args.route, max_tokens=24 if args.constrained else 12, temperature=0,
-            messages=[{"role": "system", "content": system},
-                      {"role": "user", "content": row["text"]}], **extra)
+        """The intent the route answered, or why there is none (no message stops
+        the run: an error or a cut answer is reported as such)."""
+        try:
+            answer = client.chat.completions.create(
+                model=args.route, max_tokens=48 if args.constrained else 12,
+                temperature=0, messages=[{"role": "system", "content": system},
+                                         {"role": "user", "content": row["text"]}],
+                **extra)
+        except APIError as exc:
+            return f"<error: {exc.message[:60]}>"
         text = (answer.choices[0].message.content or "").strip()
-        return json.loads(text)["intent"] if args.constrained else text
+        if not args.constrained:
+            return text
+        if answer.choices[0].finish_reason == "length":
+            return f"<cut at max_tokens: {text[:30]}>"
+        try:
+            return json.loads(text)["intent"]
+        except (ValueError, KeyError, TypeError):
+            return f"<not the asked JSON: {text[:30]}>"
 
     started = time.perf_counter()
     with ThreadPoolExecutor(args.concurrency) as pool:
@@ -64,8 +77,10 @@ def main() -> int:
         print(f"{'✓' if ok else '✗'} {row['text'][:60]!r:64} expected "
               f"{row['category']:<28} got {answer[:40]!r}")
     seconds = time.perf_counter() - started
+    failed = sum(answer.startswith("<") for answer in answers)
     print(f"\n{len(rows)} messages in {seconds:.1f} s; {matched} matched "
-          f"({matched / max(1, len(rows)):.0%}). See them: ./dev unwalled ledger tail")
+          f"({matched / max(1, len(rows)):.0%}); {failed} without an answer. "
+          "See them: ./dev unwalled ledger tail")
     return 0
 
 

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from unwalled.textfile import load_yaml, read_text
 from unwalled.errors import ConfigError
 
 DEFAULT_LOCAL_MODEL = "smollm2-135m"
@@ -245,7 +246,7 @@ def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
     if path is None:
         return finish(Config())
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(read_text(path))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
@@ -297,7 +298,29 @@ def finish(config: Config) -> Config:
                                   fix="set it, e.g. 'http://127.0.0.1:8080/v1'.")
     check_egress(config)
     check_drift_routes(config)
+    anchor_ledger(config)
     return config
+
+
+def anchor_ledger(config: Config) -> None:
+    """A relative SQLite path is taken from the config file's folder, as every
+    other path in the file is, so a ledger is the same file whichever folder a
+    command runs in. Without a config file it is taken from the current one."""
+    if not Path(config.source).is_file():
+        return
+    from sqlalchemy.engine import make_url
+
+    try:
+        url = make_url(config.ledger.url)
+    except Exception:
+        return  # the ledger names the fix when it opens
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:" \
+            or database.startswith("file:") or Path(database).is_absolute():
+        return
+    anchored = Path(config.source).resolve().parent / database
+    config.ledger.url = url.set(database=str(anchored)).render_as_string(
+        hide_password=False)
 
 
 def check_drift_routes(config: Config) -> None:
@@ -381,4 +404,5 @@ def _allowed_keys(error: Any) -> str:
         inner = getattr(annotation, "__args__", (annotation,))[-1]
         if isinstance(inner, type) and issubclass(inner, BaseModel):
             model = inner
-    return ", ".join(model.model_fields)
+    return ", ".join(name for name, field in model.model_fields.items()
+                     if not field.exclude)  # ``source`` is no key a user writes

@@ -124,17 +124,24 @@ class Runtime:
     def record_success(self, route: str, request: ChatRequest, info: CallInfo,
                        attempts: list[Attempt], response: ChatResponse, *,
                        stream: bool, verdict: object = None,
-                       contract: str | None = None) -> Record:
+                       contract: str | None = None, spent: Spent | None = None
+                       ) -> Record:
+        """``spent``: what every answer behind this one cost (a contract's
+        repairs and fallbacks); without it, this answer's own usage."""
         target = attempts[-1].target if attempts else None
         latency = (time.perf_counter() - info.started) * 1000
-        usage = response.usage or Usage()
+        if spent is None:
+            spent = Spent()
+            if target:
+                spent.add(self.config, target, response.usage or Usage(),
+                          latency / 1000)
         record = Record(
             id=info.request_id, ingress=info.ingress, route=route, status=200,
             outcome="ok", latency_ms=latency, target=target, stream=stream,
-            prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-            usage_estimated=usage.estimated, key_id=info.key_id,
-            cost=cost(self.config, target, usage, latency / 1000) if target else 0.0,
-            contract=contract, verdict=verdict,
+            prompt_tokens=spent.usage.prompt_tokens,
+            completion_tokens=spent.usage.completion_tokens,
+            usage_estimated=spent.usage.estimated, key_id=info.key_id,
+            cost=spent.cost, contract=contract, verdict=verdict,
             attempts=[_attempt(a) for a in attempts],
         )
         self._store_text(record, request, response.text)
@@ -144,9 +151,13 @@ class Runtime:
     def record_failure(self, route: str | None, request: ChatRequest | None,
                        info: CallInfo, attempts: list[Attempt], error: UnwalledError,
                        *, stream: bool, status: int | None = None,
-                       verdict: object = None, contract: str | None = None) -> Record:
+                       verdict: object = None, contract: str | None = None,
+                       spent: Spent | None = None) -> Record:
+        """``spent``: what the answers given before the failure cost (a
+        contract's rejected answers), recorded as the request's tokens and cost."""
         if isinstance(error, RoutingError) and not attempts:
             attempts = error.attempts
+        spent = spent or Spent()
         record = Record(
             id=info.request_id, ingress=info.ingress, route=route,
             status=status or error.status,
@@ -154,6 +165,9 @@ class Runtime:
             latency_ms=(time.perf_counter() - info.started) * 1000,
             target=attempts[-1].target if attempts else None, stream=stream,
             error=error.message[:2000], error_code=error.code, key_id=info.key_id,
+            prompt_tokens=spent.usage.prompt_tokens,
+            completion_tokens=spent.usage.completion_tokens,
+            usage_estimated=spent.usage.estimated, cost=spent.cost,
             contract=contract, verdict=verdict,
             attempts=[_attempt(a) for a in attempts],
         )
@@ -191,6 +205,20 @@ class Runtime:
         await self.router.close()
         if self.ledger is not None:
             self.ledger.close()
+
+
+@dataclass(slots=True)
+class Spent:
+    """Tokens and dollars a request has spent so far, over all its answers."""
+
+    usage: Usage = field(default_factory=Usage)
+    cost: float = 0.0
+
+    def add(self, config: Config, target: str, usage: Usage, seconds: float) -> None:
+        self.usage = Usage(self.usage.prompt_tokens + usage.prompt_tokens,
+                           self.usage.completion_tokens + usage.completion_tokens,
+                           self.usage.estimated or usage.estimated)
+        self.cost += cost(config, target, usage, seconds)
 
 
 CLIENT_LEFT = 499

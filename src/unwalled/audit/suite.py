@@ -25,6 +25,7 @@ candidate and an item can be shipped to another process as they are.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import random
 import re
@@ -35,6 +36,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from unwalled.textfile import load_yaml, read_text
 from unwalled.config import _FIXES
 from unwalled.errors import ConfigError
 
@@ -162,7 +164,7 @@ def load_suite(path: str | Path) -> Suite:
         raise ConfigError("no such suite file.", file=str(path),
                           fix="give the path of a suite YAML file.")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(read_text(path))
     except yaml.YAMLError as exc:
         raise ConfigError(f"is not valid YAML: {exc}", file=str(path),
                           fix="correct the YAML syntax.") from exc
@@ -214,6 +216,7 @@ def load_dataset(suite: Suite) -> Dataset:
     if not rows:
         raise ConfigError("the test data has no rows.", key="data.test",
                           fix=f"check {suite.data.test}.")
+    _check_columns(suite, rows[0])
     labels = load_labels(suite)
     items = [to_item(suite, i, row, labels) for i, row in enumerate(rows)]
     chosen = sample_items(items, suite.sample)
@@ -224,23 +227,40 @@ def load_dataset(suite: Suite) -> Dataset:
     return Dataset(items=chosen, train=train, labels=labels, total=len(items))
 
 
+def _check_columns(suite: Suite, row: dict[str, Any]) -> None:
+    """The input template's columns are in the data: said before any call is made."""
+    missing = [name for name in PLACEHOLDER.findall(suite.input) if name not in row]
+    if missing:
+        raise ConfigError(f"the input template names column {missing[0]!r}, which the "
+                          f"data lacks (columns: {', '.join(sorted(row))}).",
+                          key="input", fix="use one of the data's columns.")
+
+
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """Rows of a CSV file (with a header) or a JSONL file (one object a line)."""
     if not path.is_file():
         raise ConfigError(f"data file {path} does not exist.", key="data",
                           fix="correct the path (relative to the suite file).")
     if path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8") as handle:
-            return list(csv.DictReader(handle))
+        return _csv(path)
     if path.suffix.lower() in (".jsonl", ".ndjson"):
         return _jsonl(path)
     raise ConfigError(f"cannot read {path.name}: only .csv and .jsonl data are read.",
                       key="data", fix="convert the file to CSV with a header, or JSONL.")
 
 
+def _csv(path: Path) -> list[dict[str, Any]]:
+    handle = io.StringIO(read_text(path, key="data"), newline="")
+    try:
+        return list(csv.DictReader(handle))
+    except csv.Error as exc:
+        raise ConfigError(f"{path.name} is not CSV the reader can take: {exc}.",
+                          key="data", fix="write a CSV file with a header line.") from None
+
+
 def _jsonl(path: Path) -> list[dict[str, Any]]:
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(read_text(path, key="data").splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -262,7 +282,12 @@ def load_labels(suite: Suite) -> list[str] | None:
     if not path.is_file():
         raise ConfigError(f"label file {path} does not exist.", key="labels",
                           fix="give a JSON list file, or list the labels inline.")
-    labels = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        labels = json.loads(read_text(path, key="labels"))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path.name} is not JSON ({exc.msg}, line {exc.lineno}).",
+                          key="labels", fix='write the labels as ["first", '
+                                            '"second", ...].') from None
     if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
         raise ConfigError(f"{path.name} is not a JSON list of strings.", key="labels",
                           fix='write the labels as ["first", "second", ...].')
@@ -286,6 +311,14 @@ def expected_value(spec: str, row: dict[str, Any]) -> Any:
     """A column's value as it is (it may be a JSON object), or a rendered template."""
     if spec in row:
         return row[spec]
+    if not PLACEHOLDER.search(spec):
+        # Neither a column nor a template: every row would "expect" the same
+        # literal text, and the audit would score nothing real.
+        raise ConfigError(f"expected: {spec!r} is not a column of the data "
+                          f"(columns: {', '.join(sorted(row))}) and names none in "
+                          "braces.", key="expected",
+                          fix="give the column that holds the answer, or a template "
+                              "such as '{category}'.")
     return render(spec, row, key="expected")
 
 

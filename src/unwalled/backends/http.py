@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 from email.utils import parsedate_to_datetime
 from typing import Any, AsyncIterator
@@ -18,6 +19,7 @@ import orjson
 from yarl import URL
 
 from unwalled.config import BackendConfig
+from unwalled.shield.redaction import redact_text
 from unwalled.errors import (
     BackendError, BackendProtocolError, BackendRateLimited, BackendTimeout,
     BackendUnavailable,
@@ -65,10 +67,10 @@ class HTTPBackend:
     async def post_json(self, path: str, body: dict[str, Any], target: str) -> Any:
         """POST and return the decoded JSON answer, or raise a mapped error."""
         try:
-            async with self.session.post(self.url(path),
-                                         data=orjson.dumps(body)) as resp:
+            async with self.session.post(self.url(path), data=orjson.dumps(body),
+                                         allow_redirects=False) as resp:
                 raw = await resp.read()
-                if resp.status >= 400:
+                if resp.status >= 300:
                     raise self._explained(status_error(resp.status, raw, resp.headers,
                                                        target))
         except BackendError:
@@ -86,9 +88,9 @@ class HTTPBackend:
                           target: str) -> AsyncIterator[bytes]:
         """POST and yield the raw body as it arrives, or raise a mapped error."""
         try:
-            async with self.session.post(self.url(path),
-                                         data=orjson.dumps(body)) as resp:
-                if resp.status >= 400:
+            async with self.session.post(self.url(path), data=orjson.dumps(body),
+                                         allow_redirects=False) as resp:
+                if resp.status >= 300:
                     raise self._explained(status_error(
                         resp.status, await resp.read(), resp.headers, target))
                 async for chunk in resp.content.iter_any():
@@ -120,6 +122,13 @@ class HTTPBackend:
 
 def status_error(status: int, raw: bytes, headers: Any, target: str) -> BackendError:
     """Map an upstream HTTP error to the right ``BackendError``."""
+    if status < 400:
+        # Not followed: a redirect could lead a local-only route off the machine.
+        return BackendError(
+            f"upstream answered {status}, a redirect to "
+            f"{str(headers.get('location') or '(nowhere given)')[:200]}, which is "
+            "not followed. Set the backend's base_url to the address it serves on.",
+            target=target, upstream_status=status, retryable=False)
     detail = _upstream_message(raw)
     message = f"upstream answered {status}: {detail}"
     if status == 429:
@@ -150,33 +159,53 @@ def transport_error(exc: BaseException, target: str) -> BackendError:
     return BackendError(f"unexpected failure calling upstream: {exc!r}", target=target)
 
 
+MAX_RETRY_AFTER = 86_400.0
+"""An upstream's Retry-After is capped at a day: ``inf`` once broke the answer."""
+
+
 def parse_retry_after(headers: Any) -> float | None:
     """Seconds to wait, from ``Retry-After`` (seconds or HTTP date) or ``retry-after-ms``."""
     if headers is None:
         return None
     ms = headers.get("retry-after-ms")
     if ms:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
+        seconds = _seconds(ms, 1000)
+        if seconds is not None:
+            return seconds
     value = headers.get("retry-after")
     if not value:
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    seconds = _seconds(value, 1)
+    if seconds is not None:
+        return seconds
     try:
         import datetime as dt
 
         when = parsedate_to_datetime(value)
-        return max(0.0, (when - dt.datetime.now(when.tzinfo)).total_seconds())
+        wait = (when - dt.datetime.now(when.tzinfo)).total_seconds()
+        return min(MAX_RETRY_AFTER, max(0.0, wait))
     except (TypeError, ValueError):
         return None
 
 
+def _seconds(value: str, per_second: int) -> float | None:
+    """A finite wait in seconds, from 0 to ``MAX_RETRY_AFTER``; None if not a number."""
+    try:
+        seconds = float(value) / per_second
+    except ValueError:
+        return None
+    if not math.isfinite(seconds):
+        return None
+    return min(MAX_RETRY_AFTER, max(0.0, seconds))
+
+
 def _upstream_message(raw: bytes) -> str:
+    """What an upstream said about its error, with any secret or personal data
+    in it (an echoed key, a prompt) replaced: it reaches the client and the ledger."""
+    return redact_text(_said(raw))
+
+
+def _said(raw: bytes) -> str:
     try:
         body = orjson.loads(raw)
         error = body.get("error", body) if isinstance(body, dict) else body

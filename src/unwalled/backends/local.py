@@ -35,9 +35,11 @@ from unwalled.backends.base import (
     ChatRequest, ChatResponse, Delta, Message, Usage,
 )
 from unwalled.config import BackendConfig, LocalModel
+from unwalled.contracts.grammar import schema_problem
 from unwalled.errors import BackendError, BackendProtocolError, ConfigError
 
 _SENTINEL = object()
+TOOL_SCHEMAS = "the tools' parameter schemas"
 
 
 def embedded_model_path() -> Path:
@@ -62,6 +64,10 @@ class LocalModelRunner:
         self.name = name
         self.spec = spec
         self.path = Path(spec.path) if spec.path else embedded_model_path()
+        if not self.path.is_file():  # said at start, not at the first request
+            raise ConfigError(f"model file {self.path} does not exist.",
+                              key=f"models.{name}.path",
+                              fix="point it at an existing .gguf file.")
         self._llama: Any = None
         self._load_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1,
@@ -127,7 +133,10 @@ class LocalBackend:
         if tool_grammar.uses_tools(request):
             return await self._complete_with_tools(runner, request, model)
         started = time.perf_counter()
-        raw = await runner.run(self._complete_sync, runner, request)
+        try:
+            raw = await runner.run(self._complete_sync, runner, request)
+        except ValueError as exc:
+            raise _refused(exc, f"{self.name}/{model}") from exc
         return _to_response(raw, request, f"{self.name}/{model}",
                             time.perf_counter() - started)
 
@@ -135,8 +144,12 @@ class LocalBackend:
                                    request: ChatRequest, model: str) -> ChatResponse:
         """Tools by constrained decoding (see ``tool_grammar``): one call or text."""
         prepared = tool_grammar.prepare(request)
+        await runner.run(_check_grammar, prepared.json_schema or {}, TOOL_SCHEMAS)
         started = time.perf_counter()
-        raw = await runner.run(self._complete_sync, runner, prepared)
+        try:
+            raw = await runner.run(self._complete_sync, runner, prepared)
+        except ValueError as exc:
+            raise _refused(exc, f"{self.name}/{model}") from exc
         response = _to_response(raw, prepared, f"{self.name}/{model}",
                                 time.perf_counter() - started)
         response.text, response.tool_calls = tool_grammar.parse_answer(
@@ -168,7 +181,10 @@ class LocalBackend:
         # Tools by constrained decoding: the JSON is turned into text or call
         # pieces as it is decoded (see ``tool_grammar.AnswerStream``).
         answer = tool_grammar.AnswerStream(request)
-        async for delta in self._stream(tool_grammar.prepare(request), model):
+        prepared = tool_grammar.prepare(request)
+        await self.runner(model).run(_check_grammar, prepared.json_schema or {},
+                                     TOOL_SCHEMAS)
+        async for delta in self._stream(prepared, model):
             pieces = answer.feed(delta.text) if delta.text else []
             if delta.finish_reason is not None:
                 pieces += answer.finish(delta.finish_reason)
@@ -199,6 +215,11 @@ class LocalBackend:
                 piece = await queue.get()
                 if piece is _SENTINEL:
                     break
+                if isinstance(piece, ValueError) and _too_long(piece):
+                    raise _refused(piece, f"{self.name}/{model}") from piece
+                if isinstance(piece, BackendError):
+                    piece.target = f"{self.name}/{model}"
+                    raise piece
                 if isinstance(piece, BaseException):
                     raise BackendProtocolError(
                         f"local model failed while streaming: {piece}",
@@ -231,6 +252,39 @@ class LocalBackend:
             runner.close()
 
 
+def _check_grammar(schema: dict[str, Any],
+                   what: str = "the response_format JSON schema") -> None:
+    """Refuse a schema llama.cpp cannot decode under (it would crash the
+    process, or drop the constraint without a word). Under a contract such a
+    schema never gets here: it decodes free and says so."""
+    problem = schema_problem(schema)
+    if problem is None:
+        return
+    error = BackendError(f"{what} cannot constrain the local model: {problem}. "
+                         "Correct the schema, or send it to a route with a remote "
+                         "target.", retryable=False)
+    error.status, error.type, error.code = 400, "invalid_request_error", "invalid_schema"
+    raise error
+
+
+def _too_long(exc: ValueError) -> bool:
+    return "context window" in str(exc)
+
+
+def _refused(exc: ValueError, target: str) -> Exception:
+    """llama.cpp's refusal of a prompt longer than the model's context: the
+    caller's to fix (a 400, as OpenAI answers), not a fault to retry."""
+    if not _too_long(exc):
+        return exc
+    error = BackendError(
+        f"the prompt does not fit the model's context ({exc}). Send a shorter "
+        "prompt or fewer max_tokens, or raise the model's n_ctx in unwalled.yaml.",
+        target=target, retryable=False)
+    error.status, error.type = 400, "invalid_request_error"
+    error.code = "context_length_exceeded"
+    return error
+
+
 def _llama_kwargs(request: ChatRequest) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "messages": [_message(m) for m in request.messages],
@@ -242,6 +296,7 @@ def _llama_kwargs(request: ChatRequest) -> dict[str, Any]:
     if request.seed is not None:
         kwargs["seed"] = request.seed
     if request.json_schema is not None:
+        _check_grammar(request.json_schema)
         kwargs["response_format"] = {"type": "json_object", "schema": request.json_schema}
     elif request.json_mode:
         kwargs["response_format"] = {"type": "json_object"}

@@ -2,7 +2,9 @@
 
 Each call takes the next item of the script, cycling at the end. An item is a
 string (the answer), or an object with any of ``text``, ``tool_calls``
-(``[{name, arguments}]``), ``delay`` (seconds) and ``error`` (``{status,
+(``[{name, arguments}]``), ``usage`` (``{prompt_tokens, completion_tokens}``,
+else counted from the text), ``finish`` (the finish reason, e.g. ``length`` for
+an answer cut at max_tokens), ``delay`` (seconds) and ``error`` (``{status,
 message, retry_after}``, raised as the matching ``BackendError``). With no
 script, the mock echoes the last user message, so it is useful unconfigured.
 """
@@ -16,7 +18,7 @@ from typing import Any, AsyncIterator, Iterable
 import orjson
 
 from unwalled.backends.base import (
-    ChatRequest, ChatResponse, Delta, ToolCall, ToolCallDelta, estimate_usage,
+    ChatRequest, ChatResponse, Delta, ToolCall, ToolCallDelta, Usage, estimate_usage,
 )
 from unwalled.backends.http import status_error
 from unwalled.config import BackendConfig
@@ -64,8 +66,9 @@ class MockBackend:
                           else orjson.dumps(c["arguments"]).decode())
                  for i, c in enumerate(item.get("tool_calls") or [])] or None
         return ChatResponse(text=text, model=target, tool_calls=calls,
-                            finish_reason="tool_calls" if calls else "stop",
-                            usage=estimate_usage(request, text))
+                            finish_reason=str(item.get("finish") or
+                                              ("tool_calls" if calls else "stop")),
+                            usage=_usage(item, request, text))
 
     async def stream(self, request: ChatRequest, model: str) -> AsyncIterator[Delta]:
         response = await self.complete(request, model)
@@ -80,3 +83,12 @@ class MockBackend:
 
     async def close(self) -> None:
         return None
+
+
+def _usage(item: dict[str, Any], request: ChatRequest, text: str) -> Usage:
+    """The scripted token counts, or the text's own count."""
+    scripted = item.get("usage")
+    if not scripted:
+        return estimate_usage(request, text)
+    return Usage(int(scripted.get("prompt_tokens", 0)),
+                 int(scripted.get("completion_tokens", 0)))

@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 
 import orjson
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from unwalled.cli.options import ConfigOption, console
@@ -45,12 +46,14 @@ def tail(limit: Annotated[int, typer.Option("--limit", "-n")] = 20,
     for row in rows:
         tries = " → ".join(f"{a['target']}:{a['outcome']}" for a in row["attempts"])
         detail = tries + (f"  {row['error'][:80]}" if row["error"] else "")
+        # Ledger text is data, not markup: "[regex] ..." must print as written.
         table.add_row(dt.datetime.fromtimestamp(row["ts"]).strftime("%H:%M:%S"),
-                      row["ingress"], row["route"] or "-", row["target"] or "-",
+                      row["ingress"], escape(row["route"] or "-"),
+                      escape(row["target"] or "-"),
                       str(row["status"]),
                       f"{row['prompt_tokens']}/{row['completion_tokens']}"
                       + ("~" if row["usage_estimated"] else ""),
-                      f"{row['latency_ms']:.0f}", f"{row['cost']:.6f}", detail)
+                      f"{row['latency_ms']:.0f}", f"{row['cost']:.6f}", escape(detail))
     console().print(table)
 
 
@@ -73,7 +76,8 @@ def stats(hours: Annotated[Optional[float], typer.Option(
     table = Table("route", "target", "requests", "errors", "tokens in", "tokens out",
                   "cost $", "p50 ms", "p95 ms", title=f"{total} requests in the ledger")
     for r in rows:
-        table.add_row(r["route"], r["target"], str(r["requests"]), str(r["errors"]),
+        table.add_row(escape(r["route"]), escape(r["target"]), str(r["requests"]),
+                      str(r["errors"]),
                       str(r["prompt_tokens"]), str(r["completion_tokens"]),
                       f"{r['cost']:.4f}", f"{r['latency_p50_ms']:.0f}",
                       f"{r['latency_p95_ms']:.0f}")

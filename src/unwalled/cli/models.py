@@ -16,10 +16,18 @@ def register(app: typer.Typer) -> None:
 
         cfg = load_config(config)
         table = Table("route", "targets (in order)", "retries", "timeout s", "remote",
-                      title=f"routes from {cfg.source}")
+                      "contract", title=f"routes from {cfg.source}")
         for name, route in cfg.routes.items():
             remote = any(is_remote(cfg.backends[t.target.split("/")[0]])
                          for t in route.targets)
             table.add_row(name, ", ".join(t.target for t in route.targets),
-                          str(route.retries), f"{route.timeout:g}", "yes" if remote else "no")
+                          str(route.retries), f"{route.timeout:g}",
+                          "yes" if remote else "no", _contract(route.contract))
         console().print(table)
+
+
+def _contract(value: object) -> str:
+    """How a route's contract is given: its name or file, or that it is inline."""
+    if value is None:
+        return "-"
+    return value if isinstance(value, str) else "(inline)"

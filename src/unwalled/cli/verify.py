@@ -27,9 +27,18 @@ def register(app: typer.Typer) -> None:
                ) -> None:
         """Check text against a contract offline: exit 0 pass, 1 violations."""
         from unwalled.contracts import Verifier, load_contract
+        from unwalled.errors import UnwalledError
 
-        verifier = Verifier(load_contract(contract))
-        text = _read(file)
+        try:
+            verifier = Verifier(load_contract(contract))
+            text = _read(file)
+        except UnwalledError as exc:
+            if as_json:  # a machine reads stdout: the error goes there too
+                typer.echo(orjson.dumps({"passed": None, "error": {
+                    "message": exc.message, **{k: v for k, v in exc.details.items()
+                                               if v is not None}}},
+                    option=orjson.OPT_INDENT_2).decode())
+            raise
         result = verifier.verify(text, canaries=tuple(canary or ()))
         if as_json:
             typer.echo(orjson.dumps({
@@ -49,13 +58,16 @@ def register(app: typer.Typer) -> None:
 
 
 def _read(file: Path | None) -> str:
-    if file is None:
-        return sys.stdin.read()
     from unwalled.errors import ConfigError
 
+    if file is not None:
+        from unwalled.textfile import read_text
+
+        return read_text(file)
+    raw = sys.stdin.buffer.read()
     try:
-        return file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read the answer file: {exc.strerror}.",
-                          file=str(file), fix="give a readable text file, or pipe "
-                                              "the answer on stdin.") from None
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"the answer on stdin is not UTF-8 text (byte {exc.start}).",
+                          fix="pipe UTF-8 text, e.g. through 'iconv -t UTF-8'."
+                          ) from None

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from unwalled.config import Config
+from unwalled.contracts.grammar import schema_problem
 from unwalled.contracts.model import Contract, load_contract, parse_contract
 from unwalled.contracts.verifier import Verifier
 from unwalled.errors import ConfigError, RequestError
@@ -46,6 +47,16 @@ class ContractBook:
             if route.contract is not None:
                 self.by_route[route_name] = self._for_route(route.contract, source,
                                                             route_name)
+        if any(b.type == "local" for b in config.backends.values()):
+            self._try_grammars()
+
+    def _try_grammars(self) -> None:
+        """Turn each schema into a grammar now, at start, rather than on the
+        event loop at a first request (the first try loads a vocabulary)."""
+        for verifier in {id(v): v for v in [*self.named.values(),
+                                            *self.by_route.values()]}.values():
+            if verifier.contract.schema is not None:
+                schema_problem(verifier.contract.schema)
 
     def _folder(self, folder: Path, source: str) -> None:
         if not folder.is_dir():
@@ -80,13 +91,25 @@ class ContractBook:
                           file=source, key=key, fix="give one of those.")
 
     def for_request(self, route: str, header: str | None) -> Verifier | None:
-        """The contract a request runs under: the header's, else the route's."""
-        if header:
-            try:
-                return self.named[header.strip()]
-            except KeyError:
-                known = ", ".join(sorted(self.named)) or "none"
-                raise RequestError(f"the {HEADER} header names no known contract "
-                                   f"({header.strip()!r}). Known contracts: {known}.",
-                                   param=HEADER) from None
-        return self.by_route.get(route)
+        """The contract a request runs under: its route's, else the one its header
+        names. A header cannot take a route's contract away: on a route with a
+        contract it may only name that same contract."""
+        ruling = self.by_route.get(route)
+        if not header:
+            return ruling
+        name = header.strip()
+        try:
+            asked = self.named[name]
+        except KeyError:
+            known = ", ".join(sorted(self.named)) or "none"
+            raise RequestError(f"the {HEADER} header names no known contract "
+                               f"({name!r}). Known contracts: {known}.",
+                               param=HEADER) from None
+        if ruling is not None and asked is not ruling \
+                and asked.contract.name != ruling.contract.name:
+            raise RequestError(
+                f"route {route!r} runs under contract {ruling.contract.name!r}, and "
+                f"the {HEADER} header cannot replace it with {name!r}. Leave the "
+                "header out, or call a route without a contract of its own to "
+                "choose one per request.", param=HEADER)
+        return asked

@@ -28,6 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, \
     model_validator
 
+from unwalled.textfile import load_yaml, read_text
 from unwalled.contracts import checks as check_kinds
 from unwalled.contracts.checks import CheckSpec
 from unwalled.errors import ConfigError
@@ -91,6 +92,10 @@ def _on_fail_word(word: str) -> dict[str, Any]:
     return words[word]
 
 
+WHOLE_ANSWER_KINDS = ("json", "schema", "tool_calls")
+"""Checks that read the answer's JSON or its calls as a whole, never a field."""
+
+
 class Contract(_Strict):
     name: str = Field(min_length=1, max_length=128)
     description: str = ""
@@ -112,6 +117,24 @@ class Contract(_Strict):
             raise ValueError("the template must contain {input}, where the input goes")
         return value
 
+    @model_validator(mode="after")
+    def _fields_need_json(self) -> "Contract":
+        reads_json = self.output is not None and (
+            self.output.is_json or self.output.json_schema is not None)
+        for i, check in enumerate(self.checks):
+            if getattr(check, "field", None) is None:
+                continue
+            if check.kind in WHOLE_ANSWER_KINDS:
+                raise ValueError(
+                    f"checks[{i}]: the {check.kind} check reads the whole answer, "
+                    "not one field: remove 'field'")
+            if not reads_json:
+                raise ValueError(
+                    f"checks[{i}] reads the field {check.field}, but the contract "
+                    "has no JSON output to read it from: add an 'output:' section "
+                    "(a schema, or 'json: true'), or remove 'field'")
+        return self
+
     @property
     def schema(self) -> dict[str, Any] | None:
         return self.output.json_schema if self.output else None
@@ -128,9 +151,9 @@ def load_contract(path: str | Path) -> Contract:
     if not path.is_file():
         raise ConfigError("no such contract file.", file=str(path),
                           fix="give the path of an existing contract YAML file.")
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path)
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
@@ -145,7 +168,7 @@ def contract_mapping(path: str | Path) -> dict[str, Any]:
     validated first, so its errors name the file and the place."""
     path = Path(path)
     load_contract(path)
-    raw = dict(yaml.safe_load(path.read_text(encoding="utf-8")))
+    raw = dict(load_yaml(read_text(path)))
     _schema_file(raw, str(path), path.parent)
     return raw
 

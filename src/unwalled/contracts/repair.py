@@ -89,17 +89,18 @@ class RepairLoop:
         return Ask(self.current, frozenset(self.skip))
 
     def answered(self, response: ChatResponse, target: str) -> Ask | Done:
+        cut = response.finish_reason == "length"
         result = self.verifier.verify(response.text, response.tool_calls,
-                                      canaries=self.canaries, tools=self.tools)
+                                      canaries=self.canaries, tools=self.tools, cut=cut)
         self.verdict.attempts.append(AttemptVerdict(
             target=target, passed=result.passed, violations=result.violations,
-            decoding=self._decoding(response)))
+            decoding=self._decoding(response), cut=cut))
         if result.passed:
             return self._finish(True, self._action(target), response, result)
         on_fail = self.verifier.contract.on_fail
         if self.repairs < on_fail.repair:
             self.repairs += 1
-            self.current = self._repair_request(response, result)
+            self.current = self._repair_request(response, result, cut)
             return Ask(self.current, frozenset(self.skip))
         if on_fail.fallback:
             self.skip.add(target)
@@ -136,8 +137,8 @@ class RepairLoop:
                 self.verdict.notes.append(note)
         return request.replace(**changes) if changes else request
 
-    def _repair_request(self, response: ChatResponse,
-                        result: CheckResult) -> ChatRequest:
+    def _repair_request(self, response: ChatResponse, result: CheckResult,
+                        cut: bool = False) -> ChatRequest:
         """The original request, the bad answer, and a short note of what was wrong.
 
         Every re-ask is built on the original request, not on the previous
@@ -146,7 +147,7 @@ class RepairLoop:
         model takes from its prefix cache instead of reading them again.
         """
         note = repair_note(result.violations, self.verifier.contract.schema,
-                           self.verifier.contract.system or "")
+                           self.verifier.contract.system or "", cut=cut)
         messages = list(self.original.messages) + [
             Message("assistant", response.text or ""), Message("user", note)]
         return self.original.replace(messages=messages)
@@ -183,13 +184,16 @@ def with_system(messages: list[Message], system: str) -> list[Message]:
 
 
 def repair_note(violations: list[Violation], schema: dict[str, Any] | None,
-                system: str) -> str:
+                system: str, *, cut: bool = False) -> str:
     """What a re-ask says: the first few violations, then the schema to follow,
-    short (a long enum the system prompt already lists is named, not repeated)."""
+    short (a long enum the system prompt already lists is named, not repeated).
+    An answer cut off at the length limit is told so: a shorter one can pass."""
     lines = ["Your previous answer broke these rules:"]
     lines += [f"- {v.path}: {v.message}" for v in violations[:MAX_VIOLATIONS_IN_PROMPT]]
     if len(violations) > MAX_VIOLATIONS_IN_PROMPT:
         lines.append(f"- and {len(violations) - MAX_VIOLATIONS_IN_PROMPT} more")
+    if cut:
+        lines.append("- it was cut off at the length limit: give a shorter answer")
     if schema is None:
         lines.append("Answer again, following every rule.")
         return "\n".join(lines)

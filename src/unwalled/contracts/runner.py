@@ -15,7 +15,7 @@ or rejected with a 422) rather than a separate error.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, TypeVar
 
 from unwalled.backends.base import ChatRequest, ChatResponse
@@ -24,7 +24,7 @@ from unwalled.contracts.verdict import Verdict
 from unwalled.contracts.verifier import Verifier
 from unwalled.errors import ContractError, UnwalledError
 from unwalled.routing import Attempt
-from unwalled.runtime import CallInfo, Runtime
+from unwalled.runtime import CallInfo, Runtime, Spent
 from unwalled.shield.session import ShieldSession
 
 T = TypeVar("T")
@@ -58,16 +58,21 @@ class Call:
     attempts: list[Attempt]
     shield: ShieldSession | None = None
     loop: RepairLoop | None = None
+    spent: Spent = field(default_factory=Spent)
 
     def shielded(self, step: Ask) -> ChatRequest:
         """The ask as it leaves: through the input shield."""
         return self.shield.inbound(step.request) if self.shield else step.request
 
     def answered(self, response: ChatResponse) -> tuple[ChatResponse, str]:
-        """The answer with the shield's placeholders restored, and its target."""
+        """The answer with the shield's placeholders restored, and its target;
+        what it cost is added to the request's spend, judged good or not."""
+        attempt = self.attempts[-1]
+        self.spent.add(self.runtime.config, attempt.target, response.usage,
+                       attempt.latency_ms / 1000)
         if self.shield is not None:
             response = self.shield.restore(response)
-        return response, self.attempts[-1].target
+        return response, attempt.target
 
 
 def begin(runtime: Runtime, route: str, request: ChatRequest, verifier: Verifier,
@@ -126,7 +131,7 @@ def finish(call: Call, done: Done) -> Outcome:
     verdict = done.verdict
     _mark_violations(call.attempts, verdict)
     record = dict(stream=call.stream, verdict=verdict.to_dict(),
-                  contract=verdict.contract)
+                  contract=verdict.contract, spent=call.spent)
     runtime = call.runtime
     if done.error is not None:
         runtime.record_failure(call.route, call.request, call.info, call.attempts,

@@ -45,6 +45,8 @@ class AttemptVerdict:
     violations: list[Violation] = field(default_factory=list)
     decoding: str = "free"
     """``constrained`` (grammar), ``free``, or ``free (why the grammar was dropped)``."""
+    cut: bool = False
+    """The answer stopped at ``max_tokens``: what broke may be only its missing end."""
 
 
 @dataclass(slots=True)
@@ -72,7 +74,7 @@ class Verdict:
             "contract": self.contract, "passed": self.passed, "action": self.action,
             "violations": [asdict(v) for v in self.violations],
             "attempts": [{"target": a.target, "passed": a.passed, "decoding": a.decoding,
-                          "violations": [asdict(v) for v in a.violations]}
+                          "cut": a.cut, "violations": [asdict(v) for v in a.violations]}
                          for a in self.attempts],
             "notes": list(self.notes),
         }
@@ -89,5 +91,9 @@ class Verdict:
         listed = "; ".join(str(v) for v in self.violations[:10])
         more = len(self.violations) - 10
         tail = f"; and {more} more" if more > 0 else ""
+        said = any("cut off at max_tokens" in v.message for v in self.violations)
+        cut = (" (the last answer was cut off at max_tokens: raise max_tokens, or "
+               "ask for a shorter answer)") \
+            if self.attempts and self.attempts[-1].cut and not said else ""
         return (f"the answer broke contract {self.contract!r} after "
-                f"{len(self.attempts)} attempt(s): {listed}{tail}")
+                f"{len(self.attempts)} attempt(s): {listed}{tail}{cut}")

@@ -12,7 +12,7 @@ from typing import Any
 
 from unwalled.backends.base import ToolCall
 from unwalled.contracts import checks as check_kinds
-from unwalled.contracts.checks.base import Answer, Check
+from unwalled.contracts.checks.base import Answer, Check, required_by
 from unwalled.contracts.checks.canary import CanaryCheck, CanaryOptions
 from unwalled.contracts.checks.json_extract import JsonCheck, JsonOptions
 from unwalled.contracts.checks.schema import SchemaCheck, SchemaOptions
@@ -38,6 +38,10 @@ class Verifier:
         self.checks: list[Check] = [
             _build(contract, options, f"checks[{i}]")
             for i, options in enumerate(contract.checks)]
+        schema = output.json_schema if output is not None else None
+        for check in self.checks:
+            if check.options.field is not None and schema is not None:
+                check.field_optional = not required_by(schema, check.options.field)
         self.request_canaries: list[Check] = [] if any(
             isinstance(c, CanaryCheck) for c in self.checks) else [
             CanaryCheck(CanaryOptions())]
@@ -46,9 +50,12 @@ class Verifier:
 
     def verify(self, text: str, tool_calls: list[ToolCall] | None = None, *,
                canaries: tuple[str, ...] = (),
-               tools: dict[str, dict[str, Any]] | None = None) -> CheckResult:
+               tools: dict[str, dict[str, Any]] | None = None,
+               cut: bool = False) -> CheckResult:
+        """``cut``: the answer stopped at max_tokens, so JSON that parses only
+        once mended is a cut-off answer, not a slightly damaged one."""
         answer = Answer(text=text, tool_calls=list(tool_calls or ()),
-                        canaries=canaries, tools=tools)
+                        canaries=canaries, tools=tools, cut=cut)
         violations: list[Violation] = []
         if self.json is not None and (text.strip() or not answer.tool_calls):
             self._extract(answer, violations)
@@ -66,13 +73,14 @@ class Verifier:
 
         try:
             found, problems = self.json.extract(
-                answer.text, accept if self.schema is not None else None)
+                answer.text, accept if self.schema is not None else None, answer.cut)
         except Exception as exc:  # fail closed: an extractor crash is no pass
             violations.append(_crashed(self.json, exc))
             return
         violations.extend(problems)
         if found is not None:
             answer.value, answer.has_value = found.value, True
+            answer.value_repaired = found.repaired
             # extract returns the first accepted value, else the first parsed one
             answer.value_is_valid = bool(accepted) and accepted[-1] and \
                 self.schema is not None

@@ -31,6 +31,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from unwalled.textfile import read_text
 from unwalled.backends.base import ChatRequest, Message
 from unwalled.errors import ConfigError
 
@@ -126,7 +127,7 @@ def load_probes(path: str | Path) -> ProbeSet:
         raise ConfigError("no such probe file.", file=str(path),
                           fix="give a JSONL file of probes, e.g. "
                               "examples/drift/probes.jsonl.")
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = read_text(path).splitlines()
     return parse_probes(lines, source=str(path), name=path.stem, base=path.parent)
 
 

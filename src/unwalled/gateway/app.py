@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import os
 import random
 from dataclasses import dataclass
@@ -58,7 +59,7 @@ def json_response(body: Any, status: int = 200,
 class Gateway:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self.metrics = Metrics()
+        self.metrics = Metrics(lambda: runtime.config.routes)
         runtime.listeners.append(self.metrics.observe)
         self.guard = Guard(runtime)
 
@@ -259,9 +260,9 @@ def _retry_headers(error: UnwalledError) -> dict[str, str] | None:
     if retry_after is None:
         last = getattr(error, "last", None)
         retry_after = getattr(last, "retry_after", None)
-    if retry_after is None:
+    if retry_after is None or not math.isfinite(retry_after):
         return None
-    return {"retry-after": str(max(1, int(retry_after + 0.999)))}
+    return {"retry-after": str(max(1, int(min(retry_after, 86_400) + 0.999)))}
 
 
 OPENAI = Wire(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any
+from typing import Any, Callable, Container
 
 from unwalled.ledger import Record
 from prometheus_client import (
@@ -14,8 +14,16 @@ from prometheus_client import (
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
+UNKNOWN_ROUTE = "<unknown>"
+"""The label of requests naming no configured route: a client chooses what it
+sends as ``model``, and one label per made-up name would grow without bound."""
+
+
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, routes: Callable[[], Container[str]] | None = None) -> None:
+        """``routes``: the configured route names, the only ones used as labels
+        (None: every name is)."""
+        self.routes = routes
         self.registry = CollectorRegistry()
         self.requests = Counter("unwalled_requests", "Client requests by route and status",
                                 ["route", "ingress", "status"], registry=self.registry)
@@ -53,6 +61,8 @@ class Metrics:
 
     def _count(self, record: Record) -> None:
         route = record.route or "-"
+        if self.routes is not None and route != "-" and route not in self.routes():
+            route = UNKNOWN_ROUTE
         key = (route, record.ingress, record.status)
         children = self._children.get(key)
         if children is None:

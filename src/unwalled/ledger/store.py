@@ -76,11 +76,18 @@ class Record:
         verdict = self.verdict
         if verdict is not None and not isinstance(verdict, str):
             verdict = orjson.dumps(verdict, default=str).decode()
-        return (self.id, self.ts, self.ingress, self.route, self.target, self.status,
-                self.outcome, self.stream, self.prompt_tokens, self.completion_tokens,
-                self.usage_estimated, self.latency_ms, self.cost, self.error,
-                self.error_code, self.key_id, self.contract, verdict, self.prompt,
+        return (self.id, self.ts, self.ingress, _cut(self.route, 128),
+                _cut(self.target, 256), self.status, self.outcome, self.stream,
+                self.prompt_tokens, self.completion_tokens, self.usage_estimated,
+                self.latency_ms, self.cost, self.error, _cut(self.error_code, 64),
+                self.key_id, _cut(self.contract, 128), verdict, self.prompt,
                 self.completion)
+
+
+def _cut(value: str | None, size: int) -> str | None:
+    """A name cut to its column's size: a client may name a route of any length,
+    and PostgreSQL refuses (drops) a row with a longer value."""
+    return value[:size] if value is not None and len(value) > size else value
 
 
 Batch = tuple[list[tuple[Any, ...]], list[Any], list[tuple[Any, ...]]]
@@ -91,7 +98,8 @@ Plain tuples and module-level functions, so a batch crosses to a child process."
 def batch_of(records: list[Record]) -> Batch:
     rows = [r.values() for r in records]
     scrubs = [r.scrub for r in records]
-    tries = [(r.id, i, a.target, a.outcome, a.latency_ms, a.error, a.error_code,
+    tries = [(r.id, i, _cut(a.target, 256), a.outcome, a.latency_ms, a.error,
+              _cut(a.error_code, 64),
               a.upstream_status) for r in records for i, a in enumerate(r.attempts)]
     return rows, scrubs, tries
 
@@ -206,9 +214,15 @@ def _scrubbed(row: tuple[Any, ...], scrub: Callable[[str], str] | None,
     """The row with its prompt and completion (the last two columns) scrubbed."""
     if scrub is None:
         return row
-    prompt, completion = row[-2], row[-1]
-    return row[:-2] + (scrub(prompt) if prompt else prompt,
-                       scrub(completion) if completion else completion)
+    return row[:-2] + (_scrub_one(row[-2], scrub), _scrub_one(row[-1], scrub))
+
+
+def _scrub_one(value: Any, scrub: Callable[[str], str]) -> str | None:
+    """Scrubbed text; text of a type it should not have is made a string first,
+    so that one odd value cannot stop the writer."""
+    if not value:
+        return None if value is None else str(value)
+    return scrub(value if isinstance(value, str) else str(value))
 
 
 class Ledger:
@@ -273,16 +287,32 @@ class Ledger:
                 return
 
     def _write(self, records: list[Record]) -> None:
-        batch = batch_of(records)
-        lost = self._child.write(batch) if self._child is not None else None
-        if lost is None:  # in this thread, or the child could not take it
-            lost = self._inserter.write(batch)
+        try:
+            lost = self._insert_batch(records)
+        except Exception as exc:  # the writer must outlive any one bad batch
+            log.error("ledger could not write a batch of %d records (%s); trying "
+                      "them one by one", len(records), type(exc).__name__)
+            lost = sum(self._insert_alone(record) for record in records)
         if lost:
             self._failed += lost
             log.error("ledger dropped %d records after retries", lost)
         with self._done:
             self._written += len(records)
             self._done.notify_all()
+
+    def _insert_batch(self, records: list[Record]) -> int:
+        batch = batch_of(records)
+        lost = self._child.write(batch) if self._child is not None else None
+        if lost is None:  # in this thread, or the child could not take it
+            lost = self._inserter.write(batch)
+        return lost
+
+    def _insert_alone(self, record: Record) -> int:
+        try:
+            return self._insert_batch([record])
+        except Exception as exc:
+            log.error("ledger dropped record %s: %s", record.id, type(exc).__name__)
+            return 1
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every record queued so far is written. True if it got there."""

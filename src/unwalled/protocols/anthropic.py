@@ -22,7 +22,8 @@ from unwalled.backends.base import (
 )
 from unwalled.errors import BackendProtocolError, UnwalledError
 from unwalled.protocols.common import (
-    bad, check_tool_choice, checked_tool, route_of, token_count,
+    bad, check_tool_choice, checked_tool, route_of, token_count, upstream_name,
+    upstream_text,
 )
 from unwalled.protocols.sse import encode
 
@@ -115,20 +116,32 @@ def parse_response(raw: Any, target: str) -> ChatResponse:
         raise BackendProtocolError("upstream answer has no 'content' list; it is not "
                                    "an Anthropic message.", target=target)
     text, calls = [], []
-    for block in raw["content"]:
+    for i, block in enumerate(raw["content"]):
+        where = f"content[{i}]"
         if block.get("type") == "text":
-            text.append(block.get("text", ""))
+            text.append(upstream_text(block.get("text"), f"{where}.text"))
         elif block.get("type") == "tool_use":
-            calls.append(ToolCall(id=block.get("id", ""), name=block.get("name", ""),
-                                  arguments=orjson.dumps(block.get("input", {})).decode()))
+            calls.append(ToolCall(id=upstream_text(block.get("id"), f"{where}.id"),
+                                  name=upstream_text(block.get("name"), f"{where}.name"),
+                                  arguments=_tool_input(block.get("input"), where)))
     usage = raw.get("usage")
+    stop = upstream_text(raw.get("stop_reason"), "stop_reason")
     return ChatResponse(
         text="".join(text), model=target,
-        finish_reason=STOP_TO_FINISH.get(raw.get("stop_reason") or "", "stop"),
+        finish_reason=STOP_TO_FINISH.get(stop, "stop"),
         tool_calls=calls or None,
         usage=Usage(prompt_tokens=input_tokens(usage),
                     completion_tokens=token_count(usage.get("output_tokens")))
         if isinstance(usage, dict) else Usage(estimated=True))
+
+
+def _tool_input(given: Any, where: str) -> str:
+    """A tool_use block's ``input`` (an object) as JSON text."""
+    if given is None:
+        return "{}"
+    if not isinstance(given, dict):
+        raise TypeError(f"{where}.input is {type(given).__name__}, not an object")
+    return orjson.dumps(given).decode()
 
 
 class StreamReader:
@@ -183,24 +196,26 @@ class StreamReader:
         if block.get("type") == "tool_use":
             index = self._tool(raw)
             given = block.get("input")
-            arguments = orjson.dumps(given).decode() if given else ""
+            arguments = _tool_input(given, "content_block") if given else ""
             self.tool_has_json[index] = bool(arguments)
             return Delta(tool_calls=[ToolCallDelta(
-                index=index, id=block.get("id"), name=block.get("name"),
+                index=index, id=upstream_name(block.get("id"), "content_block.id"),
+                name=upstream_name(block.get("name"), "content_block.name"),
                 arguments=arguments)])
         if block.get("type") == "text" and block.get("text"):
-            return Delta(text=block["text"])
+            return Delta(text=upstream_text(block["text"], "content_block.text"))
         return None
 
     def _on_content_block_delta(self, raw: dict[str, Any]) -> Delta | None:
         delta = raw.get("delta") or {}
         if delta.get("type") == "text_delta":
-            return Delta(text=delta.get("text", ""))
+            return Delta(text=upstream_text(delta.get("text"), "delta.text"))
         if delta.get("type") == "input_json_delta" and delta.get("partial_json"):
             index = self._tool(raw)
             self.tool_has_json[index] = True
             return Delta(tool_calls=[ToolCallDelta(
-                index=index, arguments=delta["partial_json"])])
+                index=index,
+                arguments=upstream_text(delta["partial_json"], "delta.partial_json"))])
         return None  # thinking, signature and citation deltas carry no answer text
 
     def _on_content_block_stop(self, raw: dict[str, Any]) -> Delta | None:
@@ -219,8 +234,9 @@ class StreamReader:
             self.usage.completion_tokens = token_count(usage["output_tokens"])
             self.saw_usage = True
         self._prompt(usage)
-        stop = (raw.get("delta") or {}).get("stop_reason")
-        return Delta(finish_reason=STOP_TO_FINISH.get(stop or "", "stop"))
+        stop = upstream_text((raw.get("delta") or {}).get("stop_reason"),
+                             "delta.stop_reason")
+        return Delta(finish_reason=STOP_TO_FINISH.get(stop, "stop"))
 
     def _prompt(self, usage: dict[str, Any]) -> None:
         """Counts on message_delta are running totals: a count that is sent
@@ -399,7 +415,8 @@ def _usage_body(usage: Usage) -> dict[str, Any]:
 def error_body(status: int, message: str) -> dict[str, Any]:
     kind = {400: "invalid_request_error", 401: "authentication_error",
             402: "billing_error", 403: "permission_error", 404: "not_found_error",
-            413: "request_too_large", 422: "invalid_request_error",
+            405: "invalid_request_error", 413: "request_too_large",
+            422: "invalid_request_error",
             429: "rate_limit_error", 504: "timeout_error",
             529: "overloaded_error"}.get(status, "api_error")
     return {"type": "error", "error": {"type": kind, "message": message}}

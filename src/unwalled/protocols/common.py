@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from unwalled.backends.base import ChatRequest, Tool
 from unwalled.errors import RequestError
 
 TOOL_CHOICE_WORDS = ("auto", "none", "required")
+TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def check_tool_choice(request: ChatRequest, param: str = "tool_choice") -> None:
@@ -30,6 +32,10 @@ def check_tool_choice(request: ChatRequest, param: str = "tool_choice") -> None:
 def checked_tool(name: str, description: Any, schema: Any, where: str,
                  schema_key: str) -> Tool:
     """A ``Tool``, or a 400 naming the field when a client sent the wrong types."""
+    if not TOOL_NAME.fullmatch(name):
+        raise RequestError(f"{where}: the tool name {name[:80]!r} is not allowed; use "
+                           "1 to 64 letters, digits, '_' or '-' (as OpenAI and "
+                           "Anthropic require).", param=where)
     description = description or ""
     schema = schema or {}
     if not isinstance(description, str) or not isinstance(schema, dict):
@@ -69,3 +75,20 @@ def route_of(body: Any) -> str:
     if not isinstance(route, str) or not route:
         raise bad("'model' is required: name a route (see GET /v1/models).", "model")
     return route
+
+
+def upstream_text(value: Any, where: str) -> str:
+    """A string field of an upstream's answer ('' when absent), or TypeError
+    (the router then takes the answer for one that does not fit its wire
+    format). A list or an object where the wire format has text once passed
+    through to the client and killed the ledger's writer."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise TypeError(f"{where} is {type(value).__name__}, not a string")
+    return value
+
+
+def upstream_name(value: Any, where: str) -> str | None:
+    """An optional string field (a finish reason, a tool call's id or name)."""
+    return None if value is None else upstream_text(value, where)

@@ -18,7 +18,8 @@ from unwalled.backends.base import (
 )
 from unwalled.errors import BackendProtocolError, UnwalledError
 from unwalled.protocols.common import (
-    bad, check_tool_choice, checked_tool, route_of, token_count,
+    bad, check_tool_choice, checked_tool, route_of, token_count, upstream_name,
+    upstream_text,
 )
 from unwalled.protocols.sse import encode
 
@@ -45,7 +46,7 @@ def parse_request(body: Any) -> Ingress:
         raise bad("'messages' must be a non-empty list of messages.", "messages")
     request = ChatRequest(
         messages=[_parse_message(m, i) for i, m in enumerate(messages)],
-        max_tokens=_int(body, "max_completion_tokens") or _int(body, "max_tokens"),
+        max_tokens=_int(body, "max_completion_tokens", 1) or _int(body, "max_tokens", 1),
         temperature=_number(body, "temperature", 0, 2),
         top_p=_number(body, "top_p", 0, 1),
         stop=_stop(body.get("stop")),
@@ -151,12 +152,12 @@ def _response_format(raw: Any, request: ChatRequest) -> None:
                    "response_format")
 
 
-def _int(body: dict[str, Any], key: str) -> int | None:
+def _int(body: dict[str, Any], key: str, low: int = 0) -> int | None:
     value = body.get(key)
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise bad(f"'{key}' must be a whole number of at least 0.", key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise bad(f"'{key}' must be a whole number of at least {low}.", key)
     return value
 
 
@@ -232,17 +233,28 @@ def parse_response(raw: Any, target: str) -> ChatResponse:
         raise BackendProtocolError(
             "upstream answer has no choices[0].message; it is not an OpenAI "
             "chat completion.", target=target, retryable=True) from exc
-    calls = [ToolCall(id=c.get("id", ""), name=c["function"]["name"],
-                      arguments=c["function"].get("arguments") or "")
-             for c in message.get("tool_calls") or []] or None
+    calls = [_upstream_call(c, i) for i, c in
+             enumerate(message.get("tool_calls") or [])] or None
     usage = _usage(raw.get("usage"))
     logprobs = None
     if choice.get("logprobs") and choice["logprobs"].get("content"):
-        logprobs = [item.get("logprob", 0.0) for item in choice["logprobs"]["content"]]
-    return ChatResponse(text=message.get("content") or "", model=target,
-                        finish_reason=choice.get("finish_reason") or "stop",
-                        tool_calls=calls, usage=usage or Usage(estimated=True),
-                        logprobs=logprobs)
+        logprobs = [float(item.get("logprob", 0.0))
+                    for item in choice["logprobs"]["content"]]
+    return ChatResponse(
+        text=upstream_text(message.get("content"), "choices[0].message.content"),
+        model=target,
+        finish_reason=upstream_name(choice.get("finish_reason"),
+                                    "choices[0].finish_reason") or "stop",
+        tool_calls=calls, usage=usage or Usage(estimated=True), logprobs=logprobs)
+
+
+def _upstream_call(raw: dict[str, Any], i: int) -> ToolCall:
+    where = f"choices[0].message.tool_calls[{i}]"
+    function = raw["function"]
+    return ToolCall(id=upstream_text(raw.get("id"), f"{where}.id"),
+                    name=upstream_text(function["name"], f"{where}.function.name"),
+                    arguments=upstream_text(function.get("arguments"),
+                                            f"{where}.function.arguments"))
 
 
 def _usage(raw: Any) -> Usage | None:
@@ -259,16 +271,24 @@ def parse_chunk(raw: Any) -> Delta:
         return delta
     choice = choices[0]
     piece = choice.get("delta") or {}
-    delta.text = piece.get("content") or ""
-    delta.finish_reason = _finish(choice.get("finish_reason"))
+    delta.text = upstream_text(piece.get("content"), "choices[0].delta.content")
+    delta.finish_reason = _finish(upstream_name(choice.get("finish_reason"),
+                                                "choices[0].finish_reason"))
     if piece.get("tool_calls"):
-        delta.tool_calls = [
-            ToolCallDelta(index=c["index"] if isinstance(c.get("index"), int)
-                          else NO_INDEX, id=c.get("id"),
-                          name=(c.get("function") or {}).get("name"),
-                          arguments=(c.get("function") or {}).get("arguments") or "")
-            for c in piece["tool_calls"]]
+        delta.tool_calls = [_upstream_call_piece(c, i)
+                            for i, c in enumerate(piece["tool_calls"])]
     return delta
+
+
+def _upstream_call_piece(raw: dict[str, Any], i: int) -> ToolCallDelta:
+    where = f"choices[0].delta.tool_calls[{i}]"
+    function = raw.get("function") or {}
+    return ToolCallDelta(
+        index=raw["index"] if isinstance(raw.get("index"), int) else NO_INDEX,
+        id=upstream_name(raw.get("id"), f"{where}.id"),
+        name=upstream_name(function.get("name"), f"{where}.function.name"),
+        arguments=upstream_text(function.get("arguments"),
+                                f"{where}.function.arguments"))
 
 
 def _finish(reason: str | None) -> str | None:

@@ -32,6 +32,10 @@ class Breaker(Protocol):
 
     async def failure(self, target: str) -> None: ...
 
+    async def release(self, target: str) -> None:
+        """A call ended neither well nor by the target's fault (a request the
+        upstream refused, say): a half-open trial it was is over, nothing else."""
+
     async def state(self, target: str) -> str: ...
 
 
@@ -39,7 +43,7 @@ class Breaker(Protocol):
 class TargetState:
     failures: int = 0
     opened_at: float | None = None
-    trial_running: bool = False
+    trial_started: float | None = None
 
 
 class CircuitBreaker:
@@ -56,9 +60,15 @@ class CircuitBreaker:
         state = self.states.get(target)
         if state is None or state.opened_at is None:
             return True
-        if self.clock() - state.opened_at < self.reset_after or state.trial_running:
+        now = self.clock()
+        if now - state.opened_at < self.reset_after:
             return False
-        state.trial_running = True  # half-open: this caller is the one trial
+        # A trial still running keeps others out, but not for ever: one whose
+        # caller vanished without a word must not keep the circuit shut.
+        if state.trial_started is not None \
+                and now - state.trial_started < self.reset_after:
+            return False
+        state.trial_started = now  # half-open: this caller is the one trial
         return True
 
     async def success(self, target: str) -> None:
@@ -67,9 +77,14 @@ class CircuitBreaker:
     async def failure(self, target: str) -> None:
         state = self.states.setdefault(target, TargetState())
         state.failures += 1
-        state.trial_running = False
+        state.trial_started = None
         if state.failures >= self.threshold:
             state.opened_at = self.clock()
+
+    async def release(self, target: str) -> None:
+        state = self.states.get(target)
+        if state is not None:
+            state.trial_started = None
 
     async def state(self, target: str) -> str:
         state = self.states.get(target)
@@ -176,6 +191,14 @@ class RedisCircuitBreaker:
                                 args=[self.threshold, self.forget_ms])
         except Exception as exc:
             _unreachable("failure", exc)
+
+    async def release(self, target: str) -> None:
+        if target in self._clean:
+            return
+        try:
+            await self.redis.hdel(self.key(target), "trial")
+        except Exception as exc:
+            _unreachable("release", exc)
 
     async def state(self, target: str) -> str:
         value = await self._state(keys=[self.key(target)], args=[self.reset_ms])

@@ -20,8 +20,8 @@ from typing import AsyncIterator, Awaitable, Callable
 from unwalled.backends.base import Backend, ChatRequest, ChatResponse, Delta
 from unwalled.config import Config, RouteConfig, TargetConfig
 from unwalled.errors import (
-    BackendError, BackendProtocolError, BackendTimeout, EgressError, LimitExceededError, RoutingError,
-    UnknownRouteError,
+    BackendError, BackendProtocolError, BackendTimeout, EgressError, LimitExceededError,
+    RequestError, RoutingError, UnknownRouteError,
 )
 from unwalled.routing.breaker import Breaker, breaker_for, build_breakers
 
@@ -69,6 +69,9 @@ class Router:
 
     def prepare(self, route: RouteConfig, request: ChatRequest) -> ChatRequest:
         """Apply the route's max_tokens ceiling (and default)."""
+        if request.max_tokens is not None and request.max_tokens < 1:
+            raise RequestError(f"max_tokens is {request.max_tokens}; ask for at "
+                               "least 1, or leave it out.", param="max_tokens")
         ceiling = route.max_tokens
         if ceiling is None:
             return request
@@ -207,6 +210,8 @@ class Try:
         attempt.latency_ms = (time.perf_counter() - self.started) * 1000
         if error.retryable:
             await self.breaker.failure(attempt.target)
+        else:
+            await self.breaker.release(attempt.target)
         return error
 
 

@@ -16,7 +16,8 @@ Each request takes the next step of the script (the last step repeats). A
 step's keys: ``text``, ``tool_calls``, ``status`` (+ ``retry_after``,
 ``message``), ``delay`` (seconds before answering), ``chunk_delay`` (seconds
 between streamed pieces), ``malformed`` (invalid JSON), ``truncate`` (stream
-cut before its end), ``reset`` (connection dropped), ``omit_usage``,
+cut before its end), ``reset`` (connection dropped), ``redirect`` (a 307 to
+that address), ``omit_usage``,
 ``keepalive`` (SSE comments and blank keep-alives between events),
 ``finish`` (finish_reason or stop_reason, in the wire's own words),
 ``write_size`` (stream bytes written in pieces of this size, whatever the event
@@ -138,6 +139,8 @@ class ScriptedUpstream:
                                      headers=headers)
         if step.get("malformed"):
             return web.Response(body=b'{"choices": [ {"mess', content_type="application/json")
+        if step.get("redirect"):
+            return web.Response(status=307, headers={"location": str(step["redirect"])})
         return None
 
     # ---- OpenAI ----
@@ -323,9 +326,11 @@ def _calls(step: Step, prefix: str = "call_") -> list[dict[str, Any]]:
     return calls
 
 
-def _finish(step: Step, calls: list[dict[str, Any]], tool: str, plain: str) -> str:
-    """The step's ``finish`` (in the wire's own words), else what the answer implies."""
-    return str(step.get("finish") or (tool if calls else plain))
+def _finish(step: Step, calls: list[dict[str, Any]], tool: str, plain: str) -> Any:
+    """The step's ``finish`` (in the wire's own words, sent as given, so that a
+    test can send a wrong type too), else what the answer implies."""
+    given = step.get("finish")
+    return given if given is not None else (tool if calls else plain)
 
 
 def _usage(step: Step, body: dict[str, Any]) -> dict[str, int]:

@@ -31,10 +31,14 @@ class Answer:
     has_value: bool = False
     value_is_valid: bool = False
     """Set when extraction already validated ``value`` against the schema."""
+    value_repaired: bool = False
+    """Set when ``value`` parsed only after mending its syntax."""
     canaries: tuple[str, ...] = ()
     """Markers planted in this request's prompt, besides the contract's own."""
     tools: dict[str, dict[str, Any]] | None = None
     """Argument schemas of the tools the request offered, by name."""
+    cut: bool = False
+    """The answer stopped at ``max_tokens`` rather than ending by itself."""
 
 
 class Options(BaseModel):
@@ -53,8 +57,15 @@ class Check:
 
     def __init__(self, options: Options) -> None:
         self.options = options
+        self.field_optional = False
+        """Set by the verifier when the contract's schema lets ``field`` be absent."""
 
     def __call__(self, answer: Answer) -> list[Violation]:
+        pointer = self.options.field
+        if pointer is not None:
+            problem = field_problem(answer, pointer, self.field_optional)
+            if problem is not None:  # fail closed: a field it cannot read is no pass
+                return [self.violation(pointer, problem)]
         return self.run(answer)
 
     def run(self, answer: Answer) -> list[Violation]:
@@ -69,11 +80,35 @@ class Check:
         if pointer is None:
             yield "text", answer.text
             return
-        if not answer.has_value:
-            return
         found, value = resolve_pointer(answer.value, pointer)
-        if found and isinstance(value, str):
+        if answer.has_value and found and isinstance(value, str):
             yield pointer, value
+
+
+def field_problem(answer: Answer, pointer: str, optional: bool = False) -> str | None:
+    """Why a check pointed at ``pointer`` cannot read it, or None when it can
+    (or when it is absent and ``optional``: there is nothing to check)."""
+    if not answer.has_value:
+        return (f"the answer holds no JSON, so its field {pointer} cannot be "
+                "checked; the answer is treated as failing.")
+    found, value = resolve_pointer(answer.value, pointer)
+    if not found:
+        if optional:
+            return None
+        return (f"the answer's JSON has no field {pointer} to check; give the "
+                "contract a schema that says whether it may be left out, or point "
+                "the check at a field that is always there.")
+    if not isinstance(value, str):
+        return (f"the field {pointer} is {type_name(value)}, not text, so the "
+                "check cannot read it.")
+    return None
+
+
+def type_name(value: Any) -> str:
+    """A JSON type's name with its article, for messages."""
+    names = {dict: "an object", list: "an array", bool: "a boolean",
+             int: "a number", float: "a number", type(None): "null"}
+    return names.get(type(value), f"a {type(value).__name__}")
 
 
 def resolve_pointer(value: Any, pointer: str) -> tuple[bool, Any]:
@@ -89,6 +124,37 @@ def resolve_pointer(value: Any, pointer: str) -> tuple[bool, Any]:
         else:
             return False, None
     return True, value
+
+
+def required_by(schema: Any, pointer: str) -> bool:
+    """Whether a schema makes every step of ``pointer`` a required property
+    (local ``$ref`` followed). Anything it cannot tell counts as required."""
+    node = schema
+    for raw in pointer.lstrip("/").split("/"):
+        part = raw.replace("~1", "/").replace("~0", "~")
+        node = _followed(schema, node)
+        if not isinstance(node, dict):
+            return True
+        if "properties" in node or "required" in node:
+            if part not in node.get("required", ()):
+                return False
+            node = node.get("properties", {}).get(part)
+        elif part.isdigit() and "items" in node:
+            node = node["items"]
+        else:
+            return True
+    return True
+
+
+def _followed(root: Any, node: Any) -> Any:
+    for _ in range(32):  # a chain of refs, not a loop
+        ref = node.get("$ref") if isinstance(node, dict) else None
+        if not isinstance(ref, str) or not ref.startswith("#"):
+            return node
+        found, node = resolve_pointer(root, ref[1:])
+        if not found:
+            return None
+    return node
 
 
 def json_path(parts: Any) -> str:

@@ -36,7 +36,10 @@ class Extracted:
 
 def extract(text: str, accept: Callable[[Any], bool] | None = None,
             repair: bool = True) -> Extracted | None:
-    """The best JSON value in ``text``, or None when there is none."""
+    """The best JSON value in ``text``, or None when there is none.
+
+    Under a schema whose answer is a bare string (an intent label, say), text
+    holding no JSON at all is taken as that string, once stripped."""
     first: Extracted | None = None
     for source, piece in candidates(text):
         found = parse(piece, source, repair)
@@ -45,14 +48,17 @@ def extract(text: str, accept: Callable[[Any], bool] | None = None,
         if accept is None or accept(found.value):
             return found
         first = first or found
+    stripped = text.strip()
+    if first is None and accept is not None and stripped and accept(stripped):
+        return Extracted(stripped, "whole text, as a string", repaired=False)
     return first
 
 
 def candidates(text: str) -> Iterator[tuple[str, str]]:
     """Pieces of text that may hold the JSON, most deliberate first."""
     stripped = text.strip()
-    if stripped[:1] in OPENERS:
-        yield "whole text", stripped
+    if stripped:
+        yield "whole text", stripped  # a scalar (42, "refund", true) only as the whole
     count = 0
     for number, match in enumerate(FENCE.finditer(text), start=1):
         lang = match.group("lang").lower()
@@ -115,7 +121,7 @@ def parse(piece: str, source: str, repair: bool) -> Extracted | None:
         return Extracted(orjson.loads(piece), source, repaired=False)
     except orjson.JSONDecodeError:
         pass
-    if not repair:
+    if not repair or source == "whole text" and piece[:1] not in OPENERS:
         return None
     import json_repair
 
@@ -147,12 +153,22 @@ class JsonCheck(Check):
         if not answer.has_value:
             return [self.violation("text", "the answer holds no JSON value; answer "
                                            "with one JSON object and nothing else.")]
+        if answer.cut and answer.value_repaired:
+            # Closing a cut answer's brackets makes it parse, not complete: the
+            # rest of a string or of a list is missing, so the value is untrusted.
+            return [self.violation("text", "the answer was cut off at max_tokens "
+                                           "before its JSON was complete; raise "
+                                           "max_tokens or ask for a shorter answer.")]
         return []
 
-    def extract(self, text: str, accept: Callable[[Any], bool] | None
-                ) -> tuple[Extracted | None, list[Violation]]:
-        found = extract(text, accept, self.options.repair)
-        if found is None or self.options.prose or found.source == "whole text":
+    def extract(self, text: str, accept: Callable[[Any], bool] | None,
+                cut: bool = False) -> tuple[Extracted | None, list[Violation]]:
+        """``cut``: the answer stopped at max_tokens; JSON that parses as written
+        is preferred then, since a mended one may be missing its end."""
+        found = extract(text, accept, repair=False) if cut else None
+        if found is None or (accept is not None and not accept(found.value)):
+            found = extract(text, accept, self.options.repair)
+        if found is None or self.options.prose or found.source.startswith("whole text"):
             return found, []
         return None, [self.violation("text", f"the JSON is inside {found.source} with "
                                              "other text around it; answer with the "

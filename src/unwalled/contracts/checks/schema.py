@@ -8,13 +8,16 @@ it is refused when the contract loads: a check that cannot run must not pass.
 from __future__ import annotations
 
 import difflib
+from urllib.parse import unquote
 from typing import Any, Iterator, Literal
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, ValidationError
 from pydantic import Field
 
-from unwalled.contracts.checks.base import Answer, Check, Options, excerpt, json_path
+from unwalled.contracts.checks.base import (
+    Answer, Check, Options, excerpt, json_path, resolve_pointer,
+)
 from unwalled.contracts.verdict import Violation
 
 MAX_REPORTED = 10
@@ -52,6 +55,10 @@ class SchemaCheck(Check):
                     f"the schema uses format(s) {', '.join(missing)} that cannot be "
                     "checked here; remove them, or set 'formats: false' to treat "
                     "every format as a note only")
+        for ref in unresolvable_refs(schema):
+            raise ValueError(
+                f"the schema's $ref {ref!r} points at nothing in the schema; define "
+                "it under $defs (a remote schema is never fetched)")
         self.validator = Draft202012Validator(schema, format_checker=checker)
 
     def is_valid(self, value: Any) -> bool:
@@ -91,16 +98,35 @@ def closest(value: Any, allowed: list[Any]) -> str:
 
 def formats_in(schema: Any) -> Iterator[str]:
     """Every ``format`` value used anywhere in a schema."""
+    return (f for f in _values_of(schema, "format") if isinstance(f, str))
+
+
+def unresolvable_refs(schema: Any) -> Iterator[str]:
+    """Each ``$ref`` that resolves to nothing: a local pointer to no place, or a
+    remote address no ``$id`` in the schema stands for. (Left to the validator
+    when subschemas carry ``$id`` of their own, which move the base.)"""
+    ids = [i for i in _values_of(schema, "$id") if isinstance(i, str)]
+    for ref in _values_of(schema, "$ref"):
+        if not isinstance(ref, str):
+            continue
+        if ref.startswith("#/") and not ids[1 if schema.get("$id") else 0:]:
+            if not resolve_pointer(schema, unquote(ref[1:]))[0]:
+                yield ref
+        elif "://" in ref and not any(ref.startswith(i.split("#")[0]) for i in ids):
+            yield ref
+
+
+def _values_of(schema: Any, key: str) -> Iterator[Any]:
+    """Every value of ``key`` anywhere in a schema, outside literal data."""
     if isinstance(schema, dict):
-        value = schema.get("format")
-        if isinstance(value, str):
-            yield value
-        for key, sub in schema.items():
-            if key not in ("enum", "const", "examples", "default"):
-                yield from formats_in(sub)
+        if key in schema:
+            yield schema[key]
+        for name, sub in schema.items():
+            if name not in ("enum", "const", "examples", "default"):
+                yield from _values_of(sub, key)
     elif isinstance(schema, list):
         for sub in schema:
-            yield from formats_in(sub)
+            yield from _values_of(sub, key)
 
 
 def build(options: SchemaOptions) -> SchemaCheck:
