@@ -56,6 +56,22 @@ def test_unknown_route_in_ask_names_the_known_ones(tmp_path):
     assert result.returncode == 2 and "Known routes: default" in result.stderr
 
 
+def test_drift_on_an_unknown_route_says_so_rather_than_no_snapshot(tmp_path):
+    for args in (("drift", "check", "nope"),
+                 ("drift", "snapshot", "nope", "--probes", str(
+                     Path(__file__).parents[1] / "examples/drift/probes.jsonl"))):
+        result = unwalled(*args, cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert "no route named 'nope'. Known routes: default" in result.stderr
+
+
+def test_a_config_path_that_is_a_folder_or_a_device(tmp_path):
+    folder = unwalled("models", "-c", str(tmp_path), cwd=tmp_path)
+    assert folder.returncode == 2 and "is a folder, not a config file" in folder.stderr
+    empty = unwalled("models", "-c", "/dev/null", cwd=tmp_path)  # an empty config
+    assert empty.returncode == 0 and "default" in empty.stdout
+
+
 def test_tables_print_ledger_text_as_written_and_name_route_contracts(tmp_path):
     from unwalled.ledger import AttemptRecord, Ledger, Record
 

@@ -225,9 +225,12 @@ def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:
     """The config file to use, by the precedence in this module's docstring."""
     if explicit:
         path = Path(explicit)
-        if not path.is_file():
+        if not path.exists():
             raise ConfigError("no such file.", file=str(path),
                               fix="give an existing file, or run 'unwalled init' to write one.")
+        if path.is_dir():
+            raise ConfigError("is a folder, not a config file.", file=str(path),
+                              fix="give the path of the YAML file itself.")
         return path
     env = os.environ.get(CONFIG_ENV)
     if env:

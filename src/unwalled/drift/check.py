@@ -89,6 +89,7 @@ class CheckOptions:
 async def take_snapshot(runtime: Runtime, route: str, probes: ProbeSet, *,
                         seed: int | None = None) -> Snapshot:
     """Draw every probe's samples from the route: the reference behaviour."""
+    runtime.router.route(route)  # an unknown route stops it before any sampling
     samples = await draw_samples(runtime, route, probes, seed=seed)
     return Snapshot(route=route, probes=probes, samples=samples)
 

@@ -52,9 +52,9 @@ def _headline(report: DriftReport) -> str:
 
 
 def _tests_table(report: DriftReport) -> Table:
-    table = Table("test", "p", "adjusted p", "", "what it saw")
+    table = Table("test", "p", "adjusted p", "verdict", "what it saw")
     for test in report.tests:
-        flag = "[red]moved[/red]" if test.adjusted < report.alpha else ""
+        flag = "[red]moved[/red]" if test.adjusted < report.alpha else "held"
         table.add_row(_NAMES.get(test.name, test.name), f"{test.p_value:.3g}",
                       f"{test.adjusted:.3g}", flag, escape(test.detail))
     return table

@@ -31,6 +31,7 @@ async def check_route(runtime: Runtime, store: DriftStore, route: str,
     """Check a route against its newest snapshot (or the one named) and record
     the outcome in the ledger, failures included."""
     try:
+        runtime.router.route(route)  # an unknown route is named as one, not as "no snapshot"
         snapshot = await _snapshot_for(store, route, snapshot_id)
         report = await run_check(runtime, snapshot, options)
     except UnwalledError as exc:
@@ -150,9 +151,11 @@ class DriftWatch:
         known = await asyncio.to_thread(self.store.snapshots, route)
         if known:
             if known[0]["probe_digest"] != self.probes[route].digest:
-                log.warning("route %s: the probe file changed since snapshot %s; checks "
-                            "keep using the snapshot's probes until a new snapshot is "
-                            "taken", route, known[0]["id"])
+                log.warning("route %s: the probe set (a probe, or a contract a probe "
+                            "names) changed since snapshot %s; checks keep using the "
+                            "snapshot's probes until a new one is taken ('unwalled "
+                            "drift snapshot %s --probes %s')", route, known[0]["id"],
+                            route, watched.probes)
             return False
         if not watched.snapshot_if_missing:
             raise DriftError(f"route {route!r} has no snapshot and "

@@ -64,8 +64,8 @@ class Router:
         except KeyError:
             raise UnknownRouteError(
                 f"no route named {name!r}. Known routes: "
-                f"{', '.join(sorted(self.config.routes))}. Name one of them as 'model', "
-                "or add it under 'routes:' in unwalled.yaml.", param="model") from None
+                f"{', '.join(sorted(self.config.routes))}. Use one of those, or add it "
+                "under 'routes:' in unwalled.yaml.", param="model") from None
 
     def prepare(self, route: RouteConfig, request: ChatRequest) -> ChatRequest:
         """Apply the route's max_tokens ceiling (and default)."""
