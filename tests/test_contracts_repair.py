@@ -346,3 +346,9 @@ async def test_a_schema_whose_grammar_llama_cpp_cannot_parse_decodes_free(local_
         verdict = error.verdict
     assert verdict.attempts[0].decoding == "free (schema cannot become a grammar)"
     assert "cannot parse the grammar" in verdict.notes[0]
+
+
+def test_grammar_nesting_is_counted_outside_literals_and_classes():
+    from unwalled.contracts.grammar import nesting
+
+    assert nesting('root ::= "(((" [(] ("a" ("b\\")" [)\\]]))') == 2

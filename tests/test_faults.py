@@ -217,6 +217,15 @@ def test_a_stream_cut_after_its_first_piece_ends_with_an_in_stream_error(gateway
     assert backup.requests == []
 
 
+def wait_for_a_new_record(server, before: int, seconds: float = 10) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while server.runtime.ledger.flush() and server.runtime.ledger.count() == before \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def test_a_client_that_leaves_mid_stream_is_recorded_once(gateway):
     import time
 
@@ -232,12 +241,34 @@ def test_a_client_that_leaves_mid_stream_is_recorded_once(gateway):
             "messages": [{"role": "user", "content": "hi"}]}) as response:
         first = next(response.iter_lines())
         assert first.startswith("data: ")
-    # The gateway notices the closed connection at its next write.
-    deadline = time.monotonic() + 10
-    while server.runtime.ledger.flush() and server.runtime.ledger.count() == before \
-            and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for_a_new_record(server, before)  # noticed at the gateway's next write
 
     row = only_new_record(server, before)
     assert (row["status"], row["outcome"], row["stream"]) == (499, "cancelled", True)
     assert chain(row)[0][0] == PRIMARY
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_client_that_leaves_before_the_answer_is_recorded_once_and_the_call_stopped(
+        gateway, stream):
+    """Leaving while the upstream still thinks: the request is a 499, not an
+    answer nobody got, and the gateway stops waiting for the upstream."""
+    import time
+
+    import httpx
+
+    server, primary, backup = gateway
+    primary.reset_script([{"text": "too late", "delay": 2.0}])
+    backup.reset_script(["from the backup"])
+    before = server.runtime.ledger.count()
+    started = time.monotonic()
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(server.base_url + "/v1/chat/completions", timeout=0.5, json={
+            "model": "main", "stream": stream,
+            "messages": [{"role": "user", "content": "hi"}]})
+    wait_for_a_new_record(server, before)
+    row = only_new_record(server, before)
+    assert (row["status"], row["outcome"], row["stream"]) == (499, "cancelled", stream)
+    assert time.monotonic() - started < 1.8  # recorded before the upstream answered
+    assert "went away" in row["error"]
+    assert len(primary.requests) == 1 and backup.requests == []

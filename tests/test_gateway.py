@@ -70,6 +70,9 @@ BAD_GRAMMARS = [
     pytest.param({"type": "object", "properties": {"a\"b": {"type": "string"}},
                   "required": ["a\"b"]}, id="quote in a property name"),
     pytest.param({"const": 'say "hi"'}, id="quote in a const"),
+    # 100,000 nested groups: llama.cpp's parser itself overflows its stack
+    pytest.param({"type": "string", "maxLength": 100_000}, id="a huge maxLength"),
+    pytest.param({"type": "string", "pattern": "^a{1,30000}$"}, id="a huge repeat"),
 ]
 
 
@@ -113,6 +116,15 @@ def test_tool_names_outside_the_vendors_alphabet_are_refused(embedded_gateway):
             **body, "messages": [{"role": "user", "content": "x"}]})
         assert response.status_code == 400, response.text
         assert "1 to 64 letters, digits" in response.text
+
+
+def test_a_tool_choice_of_the_wrong_shape_is_a_400_naming_it(embedded_gateway):
+    response = httpx.post(embedded_gateway.base_url + "/v1/chat/completions", json={
+        "model": "json", "messages": [{"role": "user", "content": "x"}],
+        "tools": [{"type": "function", "function": {"name": "f"}}],
+        "tool_choice": {"type": "function", "function": "f"}})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == "tool_choice"
 
 
 def test_max_tokens_zero_is_refused_not_taken_as_the_default(embedded_gateway):

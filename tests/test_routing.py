@@ -219,6 +219,25 @@ async def test_an_upstream_error_that_echoes_a_key_is_redacted(upstream):
     assert "Incorrect API key: [SECRET_1]" in err.value.message
 
 
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+async def test_a_streams_error_event_is_redacted_too(kind):
+    key = "sk-upstream-" + "Qx7Lm3Vb8Nc2Zr5Tw9Yh4Kd6"
+    scripted = ScriptedUpstream([{"stream_error": f"bad key {key} for ann@corp.example"}])
+    with scripted.running() as url:
+        config = parse_config({
+            "backends": {"u": {"type": kind, "base_url": url + ("/v1" if kind == "openai"
+                                                                else "")}},
+            "routes": {"r": {"targets": ["u/m"], "retries": 0}}})
+        backend = build_backend("u", config.backends["u"])
+        OPEN.append(backend)
+        router = Router(config, {"u": backend}, sleep=RecordedSleep())
+        with pytest.raises(RoutingError) as err:
+            async for _ in router.stream("r", REQUEST, []):
+                pass
+    assert key not in err.value.message and "ann@corp.example" not in err.value.message
+    assert "[SECRET_1]" in err.value.message and key not in str(err.value.last)
+
+
 async def test_unreachable_upstream_is_retryable_and_named():
     router = router_for({"a": "http://127.0.0.1:9"}, {"r": {"targets": ["a/m"],
                                                            "retries": 1}},

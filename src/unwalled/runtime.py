@@ -76,6 +76,9 @@ class Runtime:
             error = as_unwalled(exc, "answering", log)
             self.record_failure(route, request, info, attempts, error, stream=False)
             raise error from exc
+        except BaseException as exc:  # cancelled: the client went away first
+            self.record_left(route, request, info, attempts, exc, stream=False)
+            raise
         self.record_success(route, request, info, attempts, response, stream=False)
         return response
 
@@ -100,9 +103,7 @@ class Runtime:
             self.record_failure(route, request, info, attempts, error, stream=True)
             raise error from exc
         except BaseException as exc:  # the client went away mid-stream
-            self.record_failure(route, request, info, attempts,
-                                UnwalledError(f"stream ended early: {type(exc).__name__}"),
-                                stream=True, status=CLIENT_LEFT)
+            self.record_left(route, request, info, attempts, exc, stream=True)
             raise
         from unwalled.backends.base import collect
 
@@ -147,6 +148,16 @@ class Runtime:
         self._store_text(record, request, response.text)
         self._write(record)
         return record
+
+    def record_left(self, route: str, request: ChatRequest, info: CallInfo,
+                    attempts: list[Attempt], exc: BaseException, *, stream: bool,
+                    **extra: object) -> Record:
+        """A request whose client went away before its answer was done (499)."""
+        return self.record_failure(
+            route, request, info, attempts,
+            UnwalledError("the client went away before its answer was done "
+                          f"({type(exc).__name__})"),
+            stream=stream, status=CLIENT_LEFT, **extra)
 
     def record_failure(self, route: str | None, request: ChatRequest | None,
                        info: CallInfo, attempts: list[Attempt], error: UnwalledError,

@@ -19,7 +19,6 @@ import orjson
 from yarl import URL
 
 from unwalled.config import BackendConfig
-from unwalled.shield.redaction import redact_text
 from unwalled.errors import (
     BackendError, BackendProtocolError, BackendRateLimited, BackendTimeout,
     BackendUnavailable,
@@ -200,12 +199,8 @@ def _seconds(value: str, per_second: int) -> float | None:
 
 
 def _upstream_message(raw: bytes) -> str:
-    """What an upstream said about its error, with any secret or personal data
-    in it (an echoed key, a prompt) replaced: it reaches the client and the ledger."""
-    return redact_text(_said(raw))
-
-
-def _said(raw: bytes) -> str:
+    """What an upstream said about its error (redacted by the router, as every
+    backend error is, before it reaches the client or the ledger)."""
     try:
         body = orjson.loads(raw)
         error = body.get("error", body) if isinstance(body, dict) else body

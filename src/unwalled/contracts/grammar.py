@@ -17,10 +17,14 @@ once.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import logging
+import os
+import sys
+import tempfile
 import threading
-from typing import Any
+from typing import Any, Iterator
 
 import orjson
 
@@ -56,11 +60,49 @@ def grammar_problem(schema_json: str) -> str | None:
         grammar = LlamaGrammar.from_json_schema(schema_json, verbose=False)
     except Exception as exc:  # any failure to convert means no grammar
         return f"{type(exc).__name__}: {str(exc)[:200]}"
-    if not _parses(grammar._grammar, grammar._root):
-        return ("llama.cpp cannot parse the grammar made from it; an empty enum, "
-                "anyOf or type list, or a quote inside a property name or a const, "
-                "is a known cause")
+    depth = nesting(grammar._grammar)
+    if depth > MAX_NESTING:
+        return (f"its grammar nests {depth} levels deep (a maxLength, maxItems or "
+                f"pattern repeat that large); llama.cpp's parser takes at most "
+                f"{MAX_NESTING} and crashes beyond that")
+    refusal = _refusal(grammar._grammar, grammar._root)
+    if refusal is not None:
+        return (f"llama.cpp cannot parse the grammar made from it ({refusal}); an "
+                "empty enum, anyOf or type list, a quote inside a property name or "
+                "a const, or a very large repeat, is a known cause")
     return None
+
+
+MAX_NESTING = 2000
+"""Deepest group nesting llama.cpp's recursive grammar parser is given. A
+bound such as ``maxLength: 20000`` becomes 20,000 nested groups, which
+overflows its stack (the process dies), so depth is measured first."""
+
+
+def nesting(grammar: str) -> int:
+    """The deepest ``(`` group nesting in a GBNF text, outside literals and
+    character classes."""
+    depth = deepest = 0
+    quote: str | None = None  # '"' inside a literal, ']' inside a class
+    escaped = False
+    for c in grammar:
+        if quote:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == quote:
+                quote = None
+        elif c == '"':
+            quote = '"'
+        elif c == "[":
+            quote = "]"
+        elif c == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c == ")":
+            depth -= 1
+    return deepest
 
 
 _vocab_lock = threading.Lock()
@@ -68,20 +110,46 @@ _vocab: list[Any] = []
 """The embedded model loaded for its vocabulary only, kept for the process."""
 
 
-def _parses(grammar: str, root: str) -> bool:
-    """Whether llama.cpp's own parser takes this grammar (it answers NULL when
-    not, where decoding under it would crash)."""
+def _refusal(grammar: str, root: str) -> str | None:
+    """What llama.cpp's own parser says against this grammar, or None when it
+    takes it (it answers NULL when not, where decoding under it would crash).
+    The parser prints its complaint, and the whole grammar, on file descriptor
+    2: that is caught, so that the reason can be given and the grammar (which
+    can be megabytes) kept out of the server's log."""
     import llama_cpp
 
     vocab = _vocabulary()
     if vocab is None:
-        return True  # nothing to parse with; decoding will say what is wrong
-    sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(),
-                                                   root.encode())
-    if not sampler:
-        return False
-    llama_cpp.llama_sampler_free(sampler)
-    return True
+        return None  # nothing to parse with; decoding will say what is wrong
+    with _stderr_caught() as caught:
+        sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(),
+                                                       root.encode())
+    if sampler:
+        llama_cpp.llama_sampler_free(sampler)
+        return None
+    said = caught[0].strip().splitlines() if caught else []
+    return said[0].removeprefix("parse: ")[:200] if said else "no reason given"
+
+
+@contextlib.contextmanager
+def _stderr_caught() -> Iterator[list[str]]:
+    """File descriptor 2 sent to a temporary file for the block; what was
+    written there (its start) is in the yielded list once the block is done."""
+    said: list[str] = []
+    with _stderr_lock, tempfile.TemporaryFile() as caught:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(caught.fileno(), 2)
+            yield said
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            said.append(caught.read(400).decode("utf-8", "replace"))
+
+
+_stderr_lock = threading.Lock()
 
 
 def _vocabulary() -> Any:

@@ -15,6 +15,8 @@ or rejected with a 422) rather than a separate error.
 
 from __future__ import annotations
 
+import asyncio
+
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, TypeVar
 
@@ -109,7 +111,15 @@ async def complete_async(runtime: Runtime, route: str, request: ChatRequest,
         return call.answered(await runtime.router.complete(
             route, call.shielded(step), call.attempts, step.skip))
 
-    return finish(call, await drive_async(call.loop, ask))
+    try:
+        done = await drive_async(call.loop, ask)
+    except asyncio.CancelledError as exc:  # the client went away first
+        _mark_violations(call.attempts, call.loop.verdict)
+        runtime.record_left(route, call.request, call.info, call.attempts, exc,
+                            stream=stream, contract=verifier.contract.name,
+                            verdict=call.loop.verdict.to_dict(), spent=call.spent)
+        raise
+    return finish(call, done)
 
 
 def complete_sync(runtime: Runtime, route: str, request: ChatRequest,

@@ -13,6 +13,7 @@ error format with the right status, and every request reaches the ledger.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
@@ -38,13 +39,13 @@ from unwalled.errors import (
     ContractError, RequestError, UnwalledError, as_unwalled,
 )
 from unwalled.gateway import contracts
-from unwalled.gateway.front import FrontDoor, Incoming
+from unwalled.gateway.front import ClientWatch, FrontDoor, Incoming
 from unwalled.gateway.guard import Guard
 from unwalled.gateway.metrics import Metrics
 from unwalled.gateway.quotas import Reservation
 from unwalled.protocols import anthropic as anthropic_wire
 from unwalled.protocols import openai as openai_wire
-from unwalled.runtime import CallInfo, Runtime
+from unwalled.runtime import CLIENT_LEFT, CallInfo, Runtime
 
 log = logging.getLogger("unwalled.gateway")
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -103,6 +104,19 @@ class Gateway:
             self.reject(info, error, route if isinstance(route, str) else None,
                         parsed.request if parsed else None)
             return wire.error_response(error)
+        watch = ClientWatch(http)
+        try:
+            return await self._answer(parsed, info, wire, verifier, held)
+        except asyncio.CancelledError:
+            if not watch.left:
+                raise  # the server is stopping, not the client leaving
+            asyncio.current_task().uncancel()
+            return Response(status_code=CLIENT_LEFT)  # recorded; nobody reads it
+        finally:
+            watch.stop()
+
+    async def _answer(self, parsed: Any, info: CallInfo, wire: "Wire", verifier: Any,
+                      held: Reservation | None) -> Response:
         if verifier is not None:
             return await self._under_contract(parsed, info, wire, verifier, held)
         if parsed.stream:

@@ -9,6 +9,7 @@ path with its 404 or 405) goes to the Starlette app behind it.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Awaitable, Callable, Mapping
 
 from starlette.datastructures import Headers
@@ -56,6 +57,38 @@ class Incoming:
             chunks.append(chunk)
             if not message.get("more_body"):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+    async def departure(self) -> None:
+        """Return once the client has gone away (after the body was read)."""
+        if self._receive is None:
+            await asyncio.Event().wait()  # no connection to lose: wait for ever
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
+
+
+class ClientWatch:
+    """Cancels the task serving a request if its client goes away before the
+    answer is ready, so that no model keeps working for nobody. The runtime
+    records such a request as a 499 when the cancellation reaches it; streams
+    are watched by the streaming response itself once it has begun."""
+
+    __slots__ = ("left", "_task")
+
+    def __init__(self, http: Incoming) -> None:
+        self.left = False
+        serving = asyncio.current_task()
+
+        async def watch() -> None:
+            await http.departure()
+            self.left = True
+            if serving is not None:
+                serving.cancel()
+
+        self._task = asyncio.get_running_loop().create_task(watch())
+
+    def stop(self) -> None:
+        self._task.cancel()
 
 
 def too_large(size: int, limit: int) -> LimitExceededError:

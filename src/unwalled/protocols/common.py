@@ -17,8 +17,8 @@ def check_tool_choice(request: ChatRequest, param: str = "tool_choice") -> None:
     choice: Any = request.tool_choice
     if choice is None or choice in TOOL_CHOICE_WORDS:
         return
-    name = (choice.get("function") or {}).get("name") if isinstance(choice, dict) \
-        else None
+    function = choice.get("function") if isinstance(choice, dict) else None
+    name = function.get("name") if isinstance(function, dict) else None
     if not isinstance(name, str):
         raise RequestError(f"'{param}' must be one of {', '.join(TOOL_CHOICE_WORDS)} "
                            "or name a function.", param=param)

@@ -24,6 +24,7 @@ from unwalled.errors import (
     RequestError, RoutingError, UnknownRouteError,
 )
 from unwalled.routing.breaker import Breaker, breaker_for, build_breakers
+from unwalled.shield.redaction import redact_text
 
 
 @dataclass(slots=True)
@@ -223,6 +224,17 @@ TRY_FAILED = (BackendError, TimeoutError, *UNFIT)
 
 
 def _as_backend_error(exc: BaseException, target: str, timeout: float) -> BackendError:
+    error = _mapped(exc, target, timeout)
+    # What an upstream says about its failure (an error body, a stream's error
+    # event, an excerpt of malformed JSON) may echo a key or a prompt: it goes
+    # to the client and the ledger only with secrets and personal data replaced.
+    # Addresses stay: "cannot reach 10.0.0.7:8000" is about the config, not a person.
+    error.message = redact_text(error.message, keep=frozenset({"IP"}))
+    error.args = (error.message,)
+    return error
+
+
+def _mapped(exc: BaseException, target: str, timeout: float) -> BackendError:
     if isinstance(exc, BackendError):
         exc.target = exc.target or target
         return exc

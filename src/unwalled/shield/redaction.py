@@ -41,8 +41,9 @@ class Vault:
         self.values[token] = value
         return token
 
-    def redact(self, text: str) -> str:
-        spans = _findings(text)
+    def redact(self, text: str, keep: frozenset[str] = frozenset()) -> str:
+        """``keep``: kinds left as they are (``IP`` in an error about an address)."""
+        spans = [span for span in _findings(text) if span[0] not in keep]
         if not spans:
             return text
         out, last = [], 0
@@ -98,6 +99,7 @@ class StreamRestorer:
         return start
 
 
-def redact_text(text: str) -> str:
-    """Text with personal data and secrets replaced by placeholders."""
-    return Vault().redact(text)
+def redact_text(text: str, keep: frozenset[str] = frozenset()) -> str:
+    """Text with personal data and secrets replaced by placeholders (but for
+    the kinds in ``keep``)."""
+    return Vault().redact(text, keep)

@@ -17,7 +17,8 @@ step's keys: ``text``, ``tool_calls``, ``status`` (+ ``retry_after``,
 ``message``), ``delay`` (seconds before answering), ``chunk_delay`` (seconds
 between streamed pieces), ``malformed`` (invalid JSON), ``truncate`` (stream
 cut before its end), ``reset`` (connection dropped), ``redirect`` (a 307 to
-that address), ``omit_usage``,
+that address), ``stream_error`` (a stream that sends an error event with this
+message instead of its answer), ``omit_usage``,
 ``keepalive`` (SSE comments and blank keep-alives between events),
 ``finish`` (finish_reason or stop_reason, in the wire's own words),
 ``write_size`` (stream bytes written in pieces of this size, whatever the event
@@ -182,6 +183,11 @@ class ScriptedUpstream:
                                                 "finish_reason": finish}]})
 
         frames = [chunk({"role": "assistant", "content": ""})]
+        if step.get("stream_error"):  # an error event where the answer would be
+            frames.append(_frame({"error": {"message": str(step["stream_error"]),
+                                            "type": "server_error"}}))
+            await self._send(request, response, frames, step)
+            return response
         frames += [chunk({"content": piece}) for piece in _pieces(step.get("text", ""))]
         for i, call in enumerate(calls):
             frames.append(chunk({"tool_calls": [{"index": i, "id": call["id"],
@@ -241,6 +247,11 @@ class ScriptedUpstream:
             "content": [], "stop_reason": None, "stop_sequence": None,
             **({"usage": start_usage} if start_usage else {})}}, "message_start"),
             _frame({"type": "ping"}, "ping")]
+        if step.get("stream_error"):  # an error event where the answer would be
+            frames.append(_frame({"type": "error", "error": {
+                "type": "api_error", "message": str(step["stream_error"])}}, "error"))
+            await self._send(request, response, frames, step)
+            return response
         index = 0
         if text:
             frames.append(_frame({"type": "content_block_start", "index": index,

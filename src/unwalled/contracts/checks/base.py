@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+import orjson
 from pydantic import BaseModel, ConfigDict
 
 from unwalled.backends.base import ToolCall
@@ -54,6 +55,10 @@ class Check:
     """A built check. Subclasses set ``kind`` and implement ``run``."""
 
     kind = "check"
+    reads_calls = False
+    """Whether the check reads each tool call's arguments too, besides the text:
+    set on the leak checks, since what a model writes into a call leaves the
+    system as surely as what it writes in its answer."""
 
     def __init__(self, options: Options) -> None:
         self.options = options
@@ -79,10 +84,38 @@ class Check:
         pointer = self.options.field
         if pointer is None:
             yield "text", answer.text
+            if self.reads_calls:
+                for i, call in enumerate(answer.tool_calls):
+                    yield from call_texts(call, f"tool_calls[{i}]")
             return
         found, value = resolve_pointer(answer.value, pointer)
         if answer.has_value and found and isinstance(value, str):
             yield pointer, value
+
+
+def call_texts(call: ToolCall, where: str) -> Iterator[tuple[str, str]]:
+    """A tool call's name and arguments as the leak checks read them: the JSON
+    as written, and its strings decoded when escapes (``\\u0040``) hide them."""
+    yield f"{where}.name", call.name
+    yield f"{where}.arguments", call.arguments
+    if "\\" in call.arguments:
+        try:
+            value = orjson.loads(call.arguments)
+        except orjson.JSONDecodeError:
+            return
+        yield f"{where}.arguments", "\n".join(_strings(value))
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
 
 
 def field_problem(answer: Answer, pointer: str, optional: bool = False) -> str | None:

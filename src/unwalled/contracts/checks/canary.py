@@ -31,6 +31,7 @@ class CanaryOptions(Options):
 
 class CanaryCheck(Check):
     kind = "canary"
+    reads_calls = True
     options: CanaryOptions
 
     def __init__(self, options: CanaryOptions) -> None:

@@ -34,6 +34,7 @@ class ExfiltrationCheck(Check):
     point to)."""
 
     kind = "exfiltration"
+    reads_calls = True
     options: ExfiltrationOptions
 
     def __init__(self, options: ExfiltrationOptions) -> None:

@@ -33,6 +33,7 @@ class PiiOptions(Options):
 
 class PiiCheck(Check):
     kind = "pii"
+    reads_calls = True
     options: PiiOptions
 
     def __init__(self, options: PiiOptions) -> None:

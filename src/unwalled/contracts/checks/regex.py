@@ -75,6 +75,7 @@ def _compile(source: str, ignore_case: bool, backtracking: bool) -> tuple[str, A
 
 class RegexCheck(Check):
     kind = "regex"
+    reads_calls = True
     options: RegexOptions
 
     def __init__(self, options: RegexOptions) -> None:
@@ -86,7 +87,8 @@ class RegexCheck(Check):
     def run(self, answer: Answer) -> list[Violation]:
         found: list[Violation] = []
         for path, text in self.texts(answer):
-            for pattern in self.required:
+            # required: of the answer itself; forbidden: anywhere, calls too
+            for pattern in self.required if not path.startswith("tool_calls") else ():
                 if self._search(pattern, text, path, found) is None:
                     found.append(self.violation(
                         path, f"must match the pattern {pattern.source!r} and does not"))

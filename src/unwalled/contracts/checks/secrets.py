@@ -56,6 +56,7 @@ class SecretsOptions(Options):
 
 class SecretsCheck(Check):
     kind = "secrets"
+    reads_calls = True
     options: SecretsOptions
 
     def __init__(self, options: SecretsOptions) -> None:

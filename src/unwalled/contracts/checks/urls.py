@@ -40,6 +40,7 @@ class UrlOptions(AllowListOptions):
 
 class UrlCheck(Check):
     kind = "urls"
+    reads_calls = True
     options: UrlOptions
 
     def __init__(self, options: UrlOptions) -> None:
