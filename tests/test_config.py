@@ -69,6 +69,14 @@ def test_a_missing_local_model_file_is_said_at_start(tmp_path):
     assert "models.big.path" in err.value.message
 
 
+def test_an_infinite_timeout_and_a_base_url_that_is_not_http_are_refused():
+    with pytest.raises(ConfigError, match="routes.r.timeout"):
+        parse_config({"routes": {"r": {"targets": ["mock/x"], "timeout": float("inf")}}})
+    with pytest.raises(ConfigError, match="backends.up.base_url.*not an http"):
+        parse_config({"backends": {"up": {"type": "openai", "base_url": "ftp://x/v1"}},
+                      "routes": {"r": {"targets": ["up/m"]}}})
+
+
 def test_unknown_backend_in_a_target_names_the_fix(tmp_path):
     path = write(tmp_path, "routes:\n  triage:\n    targets: [vllm/qwen]\n")
     with pytest.raises(ConfigError) as err:

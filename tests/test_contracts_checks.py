@@ -385,6 +385,33 @@ def test_sql_read_only_and_table_allow_list():
     assert "is not valid postgres SQL" in found[0].message
 
 
+@pytest.mark.parametrize(("sql", "says"), [
+    # a CTE named like a real table does not hide the table it reads
+    ("WITH secrets AS (SELECT * FROM secrets) SELECT * FROM secrets", "'secrets'"),
+    # a CTE is in scope only under its WITH, not in the rest of the query
+    ("SELECT * FROM accounts WHERE id IN (WITH secrets AS (SELECT 1) SELECT * FROM "
+     "secrets) UNION SELECT * FROM secrets", "'secrets'"),
+    ("```sql\nSELECT * FROM accounts\n```\nthen\n```sql\nDROP TABLE accounts;\n```",
+     "DROP statement"),
+    ("SELECT dblink_exec('host=x', 'DROP TABLE accounts') FROM accounts",
+     "calls dblink_exec()"),
+    ("SELECT lo_export(42, '/tmp/out') FROM accounts", "calls lo_export()"),
+    ("SELECT pg_terminate_backend(pid) FROM accounts", "calls pg_terminate_backend()"),
+    ("SELECT * FROM accounts FOR UPDATE", "LOCK"),
+])
+def test_sql_that_writes_or_reads_past_the_list_in_disguise(sql, says):
+    found = run(SqlOptions(tables=["accounts"]), sql)
+    assert found and says in " | ".join(v.message for v in found), found
+
+
+def test_sql_ctes_in_scope_and_recursive_ones_are_not_tables():
+    options = SqlOptions(tables=["accounts"])
+    assert run(options, "WITH a AS (SELECT * FROM accounts), b AS (SELECT * FROM a) "
+                        "SELECT * FROM b") == []
+    assert run(options, "WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM "
+                        "t WHERE n < 5) SELECT * FROM t") == []
+
+
 def test_sql_in_a_json_field():
     verifier = Verifier(Contract(name="t", output={}, checks=[
         {"sql": {"field": "/query", "tables": ["accounts"]}}]))
@@ -393,6 +420,40 @@ def test_sql_in_a_json_field():
 
 
 # ---- canary ----
+
+@pytest.mark.parametrize("leak", [
+    "ZЕBRА-7731-QUILL",                 # Cyrillic Е and А
+    "ΖΕΒRΑ-7731-QUΙLL",                 # Greek capitals (Ζ, Ε, Β, Α, Ι)
+    "Z\u0301EBRA-7731-QUILL",           # a combining accent
+    "ZEBRA-\u0667\u0667\u0663\u0661-QUILL",   # Arabic-Indic digits
+    "ZEBRA-\u096d\u096d31-QUILL",       # Devanagari digits
+    "ZEBRA-&#55;731-QU&#73;LL",          # HTML entities
+    "ᏃᎬᏴᎡᎪ-7731-QUILL",                 # Cherokee letters
+    "zebra-7731-quіll",                 # a Cyrillic і among Latin letters
+])
+def test_canary_in_look_alike_letters_digits_and_entities_is_caught(leak):
+    options = CanaryOptions(markers=["ZEBRA-7731-QUILL"])
+    assert run(options, f"Sure: {leak}") != []
+
+
+@pytest.mark.parametrize(("text", "check"), [
+    ("alice@\u200bcorp.example", "pii"), ("alice\uff20corp.example", "pii"),
+    ("alice&#64;corp.example", "pii"), ("4111\u200b1111\u200b1111\u200b1111", "pii"),
+    ("\uff53\uff4b\uff0d\uff50\uff52\uff4f\uff4a\uff0dZq8Jm2Kx9Wv4Tn7Rb1Yc5Hd3Lf6Gp0Ae",
+     "secrets"),
+])
+def test_personal_data_and_keys_in_disguise_are_caught(text, check):
+    verifier = Verifier(Contract(name="t", checks=["no_secrets", "no_pii"]))
+    violations = verifier.verify(f"Here: {text}").violations
+    assert any(v.check == check and "in disguise" in v.message for v in violations)
+
+
+def test_text_in_other_scripts_is_not_taken_for_a_disguise():
+    verifier = Verifier(Contract(name="t", checks=[
+        "no_secrets", "no_pii", {"canary": {"markers": ["ZEBRA-7731-QUILL"]}}]))
+    for text in ("Café au lait, résumé, naïve.", "Привет, мир! Как дела?",
+                 "東京の天気は晴れです。", "Zebra 7731 quilt"):
+        assert verifier.verify(text).passed, text
 
 def test_canary_survives_unicode_tricks_on_both_sides():
     options = CanaryOptions(markers=["ZEBRA-7731-QUILL"])

@@ -208,6 +208,8 @@ def test_export_cli_writes_jsonl_and_csv_that_read_back(tmp_path):
     lines = [json.loads(line) for line in jsonl.stdout.splitlines()]
     assert len(lines) == 7 and lines[0]["prompt"] == 'prompt, with "quotes"\nand a newline 0'
     assert lines[3]["attempts"][0]["error"] == "boom"
+    dash = unwalled("ledger", "export", "-o", "-", cwd=tmp_path)  # "-": stdout
+    assert dash.stdout == jsonl.stdout and not (tmp_path / "-").exists()
 
     made = unwalled("ledger", "export", "--format", "csv", "-o", "out.csv",
                     "--since", "1970-01-01T00:16:31", "--route", "a", cwd=tmp_path)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+from urllib.parse import urlsplit
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,7 +31,8 @@ CONFIG_ENV = "UNWALLED_CONFIG"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # No unknown keys; no inf or nan for a number (a timeout of .inf waits for ever).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class LocalModel(_Strict):
@@ -299,6 +301,12 @@ def finish(config: Config) -> Config:
                 raise ConfigError("an openai backend needs base_url.", file=config.source,
                                   key=f"backends.{name}.base_url",
                                   fix="set it, e.g. 'http://127.0.0.1:8080/v1'.")
+        scheme = urlsplit(backend.base_url or "").scheme.lower()
+        if backend.base_url and scheme not in ("http", "https"):
+            raise ConfigError(f"{backend.base_url!r} is not an http or https address.",
+                              file=config.source, key=f"backends.{name}.base_url",
+                              fix="give the server's address, e.g. "
+                                  "'http://127.0.0.1:8080/v1'.")
     check_egress(config)
     check_drift_routes(config)
     anchor_ledger(config)
@@ -344,8 +352,6 @@ def is_remote(backend: BackendConfig) -> bool:
         return backend.remote
     if backend.type in ("local", "mock"):
         return False
-    from urllib.parse import urlsplit
-
     host = (urlsplit(backend.base_url or "").hostname or "").lower()
     return not (host == "localhost" or host.startswith("127.") or host == "::1")
 

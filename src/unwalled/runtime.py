@@ -110,6 +110,16 @@ class Runtime:
         answer = collect(pieces, attempts[-1].target if attempts else route)
         self.record_success(route, request, info, attempts, answer, stream=True)
 
+    async def warm(self) -> None:
+        """Load what the routes' targets need before the first request (the
+        embedded model takes about a second to load, more on a busy machine)."""
+        for route in self.config.routes.values():
+            for target in route.targets:
+                name, model = target.target.split("/", 1)
+                warm = getattr(self.backends.get(name), "warm", None)
+                if warm is not None:
+                    await warm(model)
+
     def shield(self, route: str, info: CallInfo) -> ShieldSession:
         """The input shield for one request; redaction only if a target is remote."""
         config = self.config.routes[route]

@@ -128,6 +128,12 @@ class LocalBackend:
             raise BackendError(f"local model {model!r} is not configured.",
                                target=f"{self.name}/{model}", retryable=False) from None
 
+    async def warm(self, model: str) -> None:
+        """Load ``model`` now, on its own thread, rather than at its first request."""
+        runner = self.runners.get(model)
+        if runner is not None:
+            await runner.run(lambda: runner.llama)
+
     async def complete(self, request: ChatRequest, model: str) -> ChatResponse:
         runner = self.runner(model)
         if tool_grammar.uses_tools(request):

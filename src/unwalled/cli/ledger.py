@@ -108,6 +108,8 @@ def export(output: Annotated[Optional[Path], typer.Option(
     if fmt not in ("jsonl", "csv"):
         raise ConfigError(f"unknown format {fmt!r}.", key="--format",
                           fix="give --format jsonl or --format csv.")
+    if output is not None and str(output) == "-":
+        output = None  # "-" is standard output, as for most tools
     window = {"since": exporting.parse_time(since, "--since") if since else None,
               "until": exporting.parse_time(until, "--until") if until else None}
     try:

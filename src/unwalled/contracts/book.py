@@ -26,6 +26,7 @@ from unwalled.contracts.grammar import schema_problem
 from unwalled.contracts.model import Contract, load_contract, parse_contract
 from unwalled.contracts.verifier import Verifier
 from unwalled.errors import ConfigError, RequestError
+from unwalled.shield import unmask
 
 HEADER = "x-unwalled-contract"
 
@@ -49,6 +50,8 @@ class ContractBook:
                                                             route_name)
         if any(b.type == "local" for b in config.backends.values()):
             self._try_grammars()
+        if self.named or self.by_route:
+            unmask.warm()  # the look-alike table, loaded now rather than at an answer
 
     def _try_grammars(self) -> None:
         """Turn each schema into a grammar now, at start, rather than on the

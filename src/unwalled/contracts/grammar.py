@@ -160,8 +160,11 @@ def _vocabulary() -> Any:
 
                 from unwalled.backends.local import embedded_model_path
 
-                model = llama_cpp.Llama(model_path=str(embedded_model_path()),
-                                        vocab_only=True, n_ctx=64, verbose=False)
+                # llama.cpp warns that a vocabulary-only load has no training
+                # context: true, and no concern of anyone reading the log.
+                with _stderr_caught():
+                    model = llama_cpp.Llama(model_path=str(embedded_model_path()),
+                                            vocab_only=True, n_ctx=64, verbose=False)
                 _vocab.append((model, llama_cpp.llama_model_get_vocab(model.model)))
                 # Freed before the interpreter tears llama_cpp down under it.
                 atexit.register(model.close)

@@ -314,6 +314,7 @@ def create_app(runtime: Runtime) -> FrontDoor:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await runtime.warm()
         if watch is not None:
             watch.start()
         yield

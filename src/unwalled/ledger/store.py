@@ -132,7 +132,9 @@ def engine_for(url: str) -> Engine:
     except ModuleNotFoundError as exc:
         raise ConfigError(f"the driver for ledger URL {safe_url(url)!r} is not "
                           f"installed ({exc}).", key="ledger.url",
-                          fix="for PostgreSQL: pip install 'unwalled[scale]'.") from exc
+                          fix="the ledger runs on SQLite or PostgreSQL: for "
+                              "PostgreSQL, pip install 'unwalled[scale]' and use "
+                              "postgresql+psycopg://...") from exc
     except Exception as exc:
         raise ConfigError(f"cannot use ledger URL {safe_url(url)!r}: {exc}",
                           key="ledger.url",

@@ -1,10 +1,10 @@
 """Canaries: a random token planted in the system prompt; an answer that repeats it
 has leaked the prompt and is blocked.
 
-The comparison folds both sides the same way (Unicode NFKC, invisible characters
-removed, case and every non-alphanumeric character dropped), so a canary spelled
-with zero-width spaces, full-width letters or dashes between its characters is
-still caught.
+The comparison folds both sides the same way (case folded, disguises taken off
+as ``unmask`` does, every non-alphanumeric character dropped), so a canary
+spelled with zero-width spaces, full-width or look-alike letters, digits of
+another script or dashes between its characters is still caught.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import secrets
 
-from unwalled.shield.links import normalize_text
+from unwalled.shield.unmask import unmasked
 
 __all__ = ["new_canary", "canary_instruction", "squash", "leaks"]
 
@@ -29,8 +29,15 @@ def canary_instruction(canary: str) -> str:
 
 
 def squash(text: str) -> str:
-    """Text folded for comparison: NFKC, no invisibles, no punctuation, lower case."""
-    return _NOT_ALNUM.sub("", normalize_text(text)).lower()
+    """Text folded for comparison: case folded, disguises taken off (entities,
+    look-alike letters and digits of other scripts, accents, invisible
+    characters; see ``unmask``), punctuation and spacing dropped."""
+    return _NOT_ALNUM.sub("", unmasked(text).casefold()).translate(_ONE_OF_A_KIND)
+
+
+_ONE_OF_A_KIND = str.maketrans("i10", "llo")
+"""ASCII characters that pass for each other, made one: Cyrillic ``І`` passes
+for ``l`` and Latin ``I`` folds to ``i``, so both must compare equal."""
 
 
 def leaks(text: str, canary: str) -> bool:

@@ -102,7 +102,8 @@ def normalize_text(text: str) -> str:
 
 
 def _decoded_views(text: str) -> list[str]:
-    """The text as written, then HTML-unescaped, then percent-decoded."""
+    """The text as written, then HTML-unescaped, then percent-decoded, then
+    with the tabs and line breaks a browser drops from a URL dropped."""
     views = [normalize_text(text)]
     unescaped = html.unescape(views[0])
     if unescaped != views[0]:
@@ -110,7 +111,27 @@ def _decoded_views(text: str) -> list[str]:
     decoded = unquote(unescaped)
     if decoded != unescaped:
         views.append(normalize_text(decoded))
+    if "\t" in unescaped or "\n" in unescaped or "\r" in unescaped:
+        cleaned = _as_browsers_read(unescaped)
+        if cleaned != unescaped:
+            views.append(cleaned)
     return views
+
+
+_QUOTED_VALUE = re.compile(r"(=[ \t\n\r]*[\"'])([^\"']{0,4000})([\"'])")
+_ANGLE_TARGET = re.compile(r"(\]\(\s*<)([^<>]{0,4000})(>)")
+_URL_WHITESPACE = re.compile(r"[\t\n\r]")
+
+
+def _as_browsers_read(text: str) -> str:
+    """Quoted HTML attribute values and ``](<...>)`` targets without tabs and
+    line breaks: a browser removes them from a URL before it loads it, so
+    ``src="ht&#9;tps://evil.example/p.png"`` still fetches from evil.example."""
+    def cleaned(match: re.Match[str]) -> str:
+        opening, value, closing = match.group(1, 2, 3)
+        return opening + _URL_WHITESPACE.sub("", value) + closing
+
+    return _ANGLE_TARGET.sub(cleaned, _QUOTED_VALUE.sub(cleaned, text))
 
 
 def find_links(text: str) -> list[Link]:

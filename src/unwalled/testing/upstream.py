@@ -374,6 +374,9 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
+    print(f"scripted upstream on http://{args.host}:{args.port} (OpenAI: /v1, "
+          f"Anthropic: /v1/messages), {len(steps)} step(s)"
+          f"{', cycling' if args.cycle else ''}; Ctrl-C stops it", flush=True)
     web.run_app(upstream.app(), host=args.host, port=args.port, access_log=None,
                 print=lambda *_: None)
 

@@ -118,6 +118,17 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(item)
 
 
+def disguised(text: str, find: Any, seen: set[str]) -> list[Any]:
+    """Findings that show only once the text's disguises are off (``unmask``):
+    ``find`` run on the unmasked text, less the values ``seen`` in it as written."""
+    from unwalled.shield.unmask import unmasked
+
+    bare = unmasked(text)
+    if bare == text:
+        return []
+    return [f for f in find(bare) if f.value not in seen]
+
+
 def field_problem(answer: Answer, pointer: str, optional: bool = False) -> str | None:
     """Why a check pointed at ``pointer`` cannot read it, or None when it can
     (or when it is absent and ``optional``: there is nothing to check)."""

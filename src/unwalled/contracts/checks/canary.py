@@ -3,8 +3,9 @@
 A model that repeats its system prompt leaks the marker with it. Models (and
 attackers) break markers up with zero-width characters, soft hyphens, odd
 Unicode forms, spacing, punctuation or case, so both the marker and the answer
-are brought to NFKC form, stripped of invisible characters, punctuation and
-whitespace, and lower-cased before comparing (the input shield's folding).
+are case folded, stripped of disguises (entities, look-alike letters and
+digits of other scripts, accents, invisible characters), punctuation and
+whitespace before comparing (the input shield's folding).
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from unwalled.contracts.verdict import Violation
 from unwalled.shield.canary import squash
 
 def fold(text: str) -> str:
-    """Text as the comparison sees it: the shield's folding (NFKC, no invisible
-    characters, no punctuation or spacing, lower case)."""
+    """Text as the comparison sees it: the shield's folding."""
     return squash(text)
 
 

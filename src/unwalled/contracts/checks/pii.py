@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from unwalled.contracts.checks.base import Answer, Check, Options, span
+from unwalled.contracts.checks.base import Answer, Check, Options, disguised, span
 from unwalled.contracts.verdict import Violation
 from unwalled.shield.pii import find_pii
 
@@ -44,16 +44,25 @@ class PiiCheck(Check):
     def run(self, answer: Answer) -> list[Violation]:
         found: list[Violation] = []
         for path, text in self.texts(answer):
-            for finding in find_pii(text):
-                if finding.kind not in self.kinds or finding.value in self.allowed:
-                    continue
-                if finding.kind == "IP" and self.options.public_ips_only \
-                        and not ipaddress.ip_address(finding.value).is_global:
-                    continue
+            plain = [f for f in find_pii(text) if self._counts(f)]
+            for finding in plain:
                 where = span(finding.start, finding.end) if path == "text" else path
                 found.append(self.violation(where, f"contains {_NAMES[finding.kind]}; "
                                                    "leave personal data out"))
+            seen = {f.value for f in plain}
+            for finding in disguised(text, find_pii, seen):
+                if self._counts(finding):
+                    found.append(self.violation(path, (
+                        f"contains {_NAMES[finding.kind]}, written in disguise "
+                        "(entities, look-alike or invisible characters); leave "
+                        "personal data out")))
         return found
+
+    def _counts(self, finding: PiiFinding) -> bool:
+        if finding.kind not in self.kinds or finding.value in self.allowed:
+            return False
+        return not (finding.kind == "IP" and self.options.public_ips_only
+                    and not ipaddress.ip_address(finding.value).is_global)
 
 
 _NAMES = {"EMAIL": "an email address", "PHONE": "a phone number",

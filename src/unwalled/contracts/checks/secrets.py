@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from unwalled.contracts.checks.base import Answer, Check, Options, mask, span
+from unwalled.contracts.checks.base import Answer, Check, Options, disguised, mask, span
 from unwalled.contracts.verdict import Violation
 from unwalled.shield.secrets import SecretFinding, find_high_entropy, find_secrets
 
@@ -66,12 +66,18 @@ class SecretsCheck(Check):
     def run(self, answer: Answer) -> list[Violation]:
         found: list[Violation] = []
         for path, text in self.texts(answer):
-            for finding in self._findings(text):
+            plain = self._findings(text)
+            for finding in plain:
                 where = span(finding.start, finding.end) if path == "text" else path
-                name = NAMES.get(finding.kind, finding.kind.replace("_", " "))
                 found.append(self.violation(where, (
-                    f"{name} ({mask(finding.value)}): an answer must never carry "
-                    "credentials")))
+                    f"{_name(finding)} ({mask(finding.value)}): an answer must never "
+                    "carry credentials")))
+            seen = {f.value for f in plain}
+            for finding in disguised(text, self._findings, seen):
+                found.append(self.violation(path, (
+                    f"{_name(finding)} ({mask(finding.value)}), written in disguise "
+                    "(entities, look-alike or invisible characters): an answer must "
+                    "never carry credentials")))
         return found
 
     def _findings(self, text: str) -> list[SecretFinding]:
@@ -84,6 +90,10 @@ class SecretsCheck(Check):
                                                       self.options.hex_limit)
                          if f.value not in self.allowed and not _overlaps(f, shapes)]
         return sorted(findings, key=lambda f: f.start)
+
+
+def _name(finding: SecretFinding) -> str:
+    return NAMES.get(finding.kind, finding.kind.replace("_", " "))
 
 
 def _overlaps(finding: SecretFinding, others: list[SecretFinding]) -> bool:

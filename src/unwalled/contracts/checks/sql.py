@@ -5,11 +5,16 @@ else the whole text. ``sqlglot`` parses it in the configured dialect. Read-only
 means every statement is a query (``SELECT``, set operations, ``WITH``) with no
 write anywhere inside it (a data-modifying CTE, ``SELECT ... INTO``), and one
 statement unless ``statements`` allows more (stacked queries are an injection
-classic). Names defined by the query's own CTEs are not tables.
+classic), no row locks (``FOR UPDATE``), and no call to a function that acts
+rather than computes (``dblink_exec``, ``lo_export``, ``pg_terminate_backend``,
+``set_config``, ``pg_sleep``...). A name defined by a CTE is not a table where
+that CTE is in scope; inside the CTE's own body (unless ``RECURSIVE``) the same
+name is the real table. Every ```` ```sql ```` block of an answer is checked.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Iterator, Literal
 
@@ -22,7 +27,23 @@ SQL_FENCE = re.compile(r"```[ \t]*(?:sql|postgres|postgresql|mysql|sqlite)[^\n]*
                        r"(?P<body>.*?)(?:```|\Z)", re.S | re.I)
 WRITES = ("Insert", "Update", "Delete", "Merge", "Create", "Drop", "Alter", "TruncateTable",
           "Command", "Into", "Grant", "Revoke", "Copy", "LoadData", "Set", "Use",
-          "Transaction", "Commit", "Rollback", "Pragma", "Analyze")
+          "Transaction", "Commit", "Rollback", "Pragma", "Analyze", "Lock")
+ACTING_FUNCTIONS = frozenset({
+    # PostgreSQL: other connections, files, server state, sequences, locks, time
+    "dblink", "dblink_exec", "dblink_connect", "dblink_connect_u", "dblink_send_query",
+    "lo_import", "lo_export", "lo_unlink", "lo_create", "lo_put", "lo_from_bytea",
+    "pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_stat_file",
+    "pg_terminate_backend", "pg_cancel_backend", "pg_reload_conf", "pg_rotate_logfile",
+    "pg_switch_wal", "pg_create_restore_point", "pg_logical_emit_message",
+    "set_config", "nextval", "setval", "pg_sleep", "pg_sleep_for", "pg_sleep_until",
+    "pg_advisory_lock", "pg_advisory_xact_lock", "pg_try_advisory_lock",
+    "query_to_xml", "query_to_xml_and_xmlschema", "cursor_to_xml",
+    # MySQL and SQLite
+    "load_file", "sleep", "benchmark", "get_lock", "load_extension", "writefile",
+    "readfile", "edit", "fts3_tokenizer",
+})
+"""Functions whose call changes something, reads the server's files, or stalls
+it: no read-only query needs them."""
 
 
 class SqlOptions(Options):
@@ -48,6 +69,9 @@ class SqlCheck(Check):
         except ValueError as exc:
             raise ValueError(f"unknown SQL dialect {options.dialect!r}: {exc}") from None
         self.exp = exp
+        # sqlglot warns about what it cannot render, quoting the SQL: an answer's
+        # text has no place in the server's log.
+        logging.getLogger("sqlglot").setLevel(logging.ERROR)
         self.writes = tuple(getattr(exp, name) for name in WRITES if hasattr(exp, name))
         # Node kinds by their ``key``: a set lookup per node while walking the tree
         # costs far less than isinstance against twenty classes.
@@ -59,9 +83,12 @@ class SqlCheck(Check):
         if self.options.field is not None:
             yield from super().texts(answer)
             return
-        fenced = SQL_FENCE.search(answer.text)
-        yield ("text (sql block)", fenced.group("body")) if fenced else \
-            ("text", answer.text)
+        blocks = [m.group("body") for m in SQL_FENCE.finditer(answer.text)]
+        if not blocks:
+            yield "text", answer.text
+        for number, body in enumerate(blocks, start=1):
+            yield ("text (sql block)" if len(blocks) == 1
+                   else f"text (sql block {number})"), body
 
     def run(self, answer: Answer) -> list[Violation]:
         import sqlglot
@@ -102,7 +129,7 @@ class SqlCheck(Check):
         """Read-only and table rules, from one walk over the statement's tree."""
         exp = self.exp
         found: list[Violation] = []
-        writes, tables, own = [], [], set()
+        writes, tables, acting = [], [], []
         write_keys = self.write_keys
         for node in statement.walk():
             key = node.key
@@ -110,32 +137,67 @@ class SqlCheck(Check):
                 writes.append(node)
             elif key == "table":
                 tables.append(node)
-            elif key == "cte":
-                own.add(node.alias_or_name.lower())
+            elif isinstance(node, exp.Func) and _function_name(node) in ACTING_FUNCTIONS:
+                acting.append(node)
         if self.options.read_only:
             if not isinstance(statement, exp.Query):
                 return [self.violation(where, f"is a {statement.key.upper()} statement; "
                                               "only read-only queries (SELECT) are "
-                                              "allowed")] + self._tables(where, tables, own)
+                                              "allowed")] + self._tables(where, tables)
             found.extend(self.violation(where, f"contains a write ({node.key.upper()}: "
-                                               f"{excerpt(node.sql())}); only reads are "
-                                               "allowed") for node in writes)
-        return found + self._tables(where, tables, own)
+                                               f"{excerpt(node.sql(dialect=self.dialect))}"
+                                               "); only reads are allowed")
+                         for node in writes)
+            found.extend(self.violation(
+                where, f"calls {_function_name(node)}(), which acts on the server "
+                       "rather than reading data; only reads are allowed")
+                for node in acting)
+        return found + self._tables(where, tables)
 
-    def _tables(self, where: str, tables: list, own: set[str]) -> list[Violation]:
+    def _tables(self, where: str, tables: list) -> list[Violation]:
         if self.tables is None:
             return []
         found = []
         for table in tables:
             name = table.name.lower()
             qualified = f"{table.db.lower()}.{name}" if table.db else name
-            if not name or name in own:
+            if not name or self._names_a_cte(table):
                 continue
             if name not in self.tables and qualified not in self.tables:
                 allowed = ", ".join(sorted(self.tables)) or "none"
                 found.append(self.violation(where, f"reads table {qualified!r}, which is "
                                                    f"not on the allow-list ({allowed})"))
         return found
+
+
+    def _names_a_cte(self, table) -> bool:
+        """Whether this table reference means a CTE in scope where it stands:
+        one of a WITH on the way up from it, but not the CTE whose own body
+        holds it (a non-recursive CTE cannot see itself)."""
+        if table.db:
+            return False  # schema.name is a table, whatever the CTEs are called
+        name = table.name.lower()
+        above: list = []
+        node = table.parent
+        while node is not None:
+            above.append(node)
+            for value in node.args.values():
+                if not isinstance(value, self.exp.With):
+                    continue
+                for cte in value.expressions:
+                    if cte.alias_or_name.lower() != name:
+                        continue
+                    if any(cte is a for a in above) and not value.args.get("recursive"):
+                        continue
+                    return True
+            node = node.parent
+        return False
+
+
+def _function_name(node) -> str:
+    """A function call's name, lower case, whether sqlglot knows it or not."""
+    name = node.name if node.key == "anonymous" else node.sql_name()
+    return str(name).lower()
 
 
 def build(options: SqlOptions) -> SqlCheck:
