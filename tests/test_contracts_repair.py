@@ -352,3 +352,14 @@ def test_grammar_nesting_is_counted_outside_literals_and_classes():
     from unwalled.contracts.grammar import nesting
 
     assert nesting('root ::= "(((" [(] ("a" ("b\\")" [)\\]]))') == 2
+
+
+def test_a_schema_bound_too_large_for_a_grammar_is_refused_before_converting():
+    from unwalled.contracts.grammar import largest_bound, schema_problem
+
+    huge = {"type": "object", "properties": {
+        "a": {"type": "array", "items": {"type": "string", "maxLength": 20_000_000}},
+        "b": {"type": "string", "pattern": "^x{2,70000}$"},
+        "c": {"enum": [{"maxLength": 10**9}]}}}  # data, not a bound
+    assert largest_bound(huge) == 20_000_000
+    assert "bounds a length or count at 20000000" in schema_problem(huge)

@@ -246,6 +246,8 @@ def test_a_client_that_leaves_mid_stream_is_recorded_once(gateway):
     row = only_new_record(server, before)
     assert (row["status"], row["outcome"], row["stream"]) == (499, "cancelled", True)
     assert chain(row)[0][0] == PRIMARY
+    assert row["attempts"][-1]["outcome"] == "cancelled"
+    assert row["completion_tokens"] > 0 and row["usage_estimated"]  # what it got
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -272,3 +274,6 @@ def test_a_client_that_leaves_before_the_answer_is_recorded_once_and_the_call_st
     assert time.monotonic() - started < 1.8  # recorded before the upstream answered
     assert "went away" in row["error"]
     assert len(primary.requests) == 1 and backup.requests == []
+    (attempt,) = row["attempts"]
+    assert (attempt["target"], attempt["outcome"]) == (PRIMARY, "cancelled")
+    assert attempt["latency_ms"] > 300  # it ran until the client left

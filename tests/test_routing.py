@@ -169,6 +169,29 @@ async def test_a_trial_that_ends_in_a_client_error_does_not_keep_the_circuit_shu
     assert answer.text == "back" and await breaker.state("a/m") == "closed"
 
 
+async def test_a_half_open_trial_whose_caller_is_cancelled_frees_the_circuit(upstream):
+    import asyncio
+
+    from unwalled.routing import CircuitBreaker
+
+    scripted, url = upstream
+    now = [0.0]
+    router = router_for({"a": url}, {"r": {"targets": ["a/m"], "retries": 0}},
+                        RecordedSleep())
+    router.breakers["r"] = breaker = CircuitBreaker(1, 10, clock=lambda: now[0])
+    await breaker.failure("a/m")
+    now[0] = 11
+    scripted.reset_script([{"text": "slow", "delay": 5}, "back"])
+    attempts = []
+    trial = asyncio.ensure_future(router.complete("r", REQUEST, attempts))
+    await asyncio.sleep(0.3)
+    trial.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await trial
+    assert attempts[0].outcome == "cancelled"
+    assert (await router.complete("r", REQUEST, [])).text == "back"  # not shut out
+
+
 async def test_a_trial_whose_caller_vanished_expires_after_reset_after():
     from unwalled.routing import CircuitBreaker
 

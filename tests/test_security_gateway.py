@@ -325,3 +325,22 @@ def test_egress_local_only_refuses_a_remote_backend_at_run_time(tmp_path):
         runtime.ledger.close()
     assert upstream.requests == []
     assert (row["status"], row["attempts"][0]["outcome"]) == (403, "refused")
+
+
+def test_a_key_with_no_name_or_an_uncountable_budget_is_refused(tmp_path):
+    from unwalled.errors import RequestError
+    from unwalled.gateway.keys import KeyStore
+    from unwalled.ledger.store import engine_for, migrate
+
+    engine = engine_for(f"sqlite:///{tmp_path / 'k.db'}")
+    migrate(engine)
+    store = KeyStore(engine)
+    for budget, says in ((float("inf"), "largest budget"), (1e300, "largest budget"),
+                         (float("nan"), "above 0"), (-3.0, "above 0")):
+        with pytest.raises(RequestError, match=says):
+            store.create("k", budget=budget)
+    with pytest.raises(RequestError, match="needs a name"):
+        store.create("  ")
+    assert store.list() == []
+    key, _ = store.create("k", budget=25.0)
+    assert key.budget == 25.0

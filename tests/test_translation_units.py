@@ -198,8 +198,11 @@ def test_parse_answer_gives_text_or_a_call_with_a_fresh_id():
     assert text == "" and calls[0].name == "weather"
     assert orjson.loads(calls[0].arguments) == {"city": "Bern"}
     assert calls[0].id.startswith("call_") and len(calls[0].id) > 10
-    cut = '{"tool": "weather", "argu'
-    assert tool_grammar.parse_answer(cut, request) == (cut, None)
+    # Cut by max_tokens: the answer begun, never the grammar's JSON wrapper.
+    assert tool_grammar.parse_answer('{"tool": "weather", "argu', request) == ("", None)
+    assert tool_grammar.parse_answer('{"answer": "Hello, wor', request) == (
+        "Hello, wor", None)
+    assert tool_grammar.parse_answer('{"', request) == ("", None)
     # A name outside tool_choice is not a call, even if the JSON says so.
     named = tool_request({"type": "function", "function": {"name": "clock"}})
     wrong = '{"tool": "weather", "arguments": {}}'

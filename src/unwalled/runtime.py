@@ -103,12 +103,27 @@ class Runtime:
             self.record_failure(route, request, info, attempts, error, stream=True)
             raise error from exc
         except BaseException as exc:  # the client went away mid-stream
-            self.record_left(route, request, info, attempts, exc, stream=True)
+            self.record_left(route, request, info, attempts, exc, stream=True,
+                             spent=self._spent_so_far(request, attempts, pieces, info))
             raise
         from unwalled.backends.base import collect
 
         answer = collect(pieces, attempts[-1].target if attempts else route)
         self.record_success(route, request, info, attempts, answer, stream=True)
+
+    def _spent_so_far(self, request: ChatRequest, attempts: list[Attempt],
+                      pieces: list[Delta], info: CallInfo) -> Spent | None:
+        """What the pieces a client got before it left cost (estimated: the
+        upstream's own count comes with its last piece)."""
+        if not pieces or not attempts:
+            return None
+        from unwalled.backends.base import estimate_usage, output_text
+
+        spent = Spent()
+        spent.add(self.config, attempts[-1].target, estimate_usage(
+            request, "".join(output_text(p) for p in pieces)),
+            time.perf_counter() - info.started)
+        return spent
 
     async def warm(self) -> None:
         """Load what the routes' targets need before the first request (the

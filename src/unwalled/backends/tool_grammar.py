@@ -107,12 +107,13 @@ def _as_reply_shape(message: Message) -> Message:
 
 
 def parse_answer(text: str, request: ChatRequest) -> tuple[str, list[ToolCall] | None]:
-    """Decoded JSON back into (text, tool calls). Output that is not a whole
-    answer (cut short by ``max_tokens``) is returned as text, unchanged."""
+    """Decoded JSON back into (text, tool calls). Output cut short by
+    ``max_tokens`` gives the text of the answer it had begun, or nothing for a
+    cut call: never the JSON wrapper, which is the grammar's, not the model's."""
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError:
-        return text, None
+        return _begun_answer(text), None
     if not isinstance(value, dict):
         return text, None
     allowed = {tool.name for tool in allowed_tools(request)}
@@ -124,6 +125,19 @@ def parse_answer(text: str, request: ChatRequest) -> tuple[str, list[ToolCall] |
     if isinstance(value.get(ANSWER_KEY), str):
         return value[ANSWER_KEY], None
     return text, None
+
+
+def _begun_answer(text: str) -> str:
+    if not ANSWER_START.match(text):
+        return "" if text.lstrip().startswith("{") else text  # a call, or no shape yet
+    import json_repair
+
+    try:
+        value = json_repair.loads(text)  # closes the cut string
+    except Exception:  # the repair library gave up: nothing certain to give
+        return ""
+    answer = value.get(ANSWER_KEY) if isinstance(value, dict) else None
+    return answer if isinstance(answer, str) else ""
 
 
 ANSWER_START = re.compile(r'\s*\{\s*"answer"\s*:\s*"')
@@ -221,8 +235,8 @@ class AnswerStream:
         if self.kind == "call":
             out = self._arguments(final=True)
             finish_reason = "length" if finish_reason == "length" else "tool_calls"
-        elif self.kind is None and self.buffer:
-            out = [Delta(text=self.buffer)]  # cut before its shape was known
+        # Cut before its shape was known: what was decoded is the wrapper's
+        # opening, not an answer, so nothing of it is sent.
         return [*out, Delta(finish_reason=finish_reason)]
 
 

@@ -26,7 +26,7 @@ def _open(config: str | None):  # noqa: ANN202
 
 
 @app.command()
-def tail(limit: Annotated[int, typer.Option("--limit", "-n")] = 20,
+def tail(limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 20,
          route: Annotated[Optional[str], typer.Option()] = None,
          json: Annotated[bool, typer.Option("--json", help="One JSON object a line.")]
          = False,
@@ -59,7 +59,7 @@ def tail(limit: Annotated[int, typer.Option("--limit", "-n")] = 20,
 
 @app.command()
 def stats(hours: Annotated[Optional[float], typer.Option(
-              help="Only the last N hours.")] = None,
+              min=0.001, help="Only the last N hours.")] = None,
           json: Annotated[bool, typer.Option("--json")] = False,
           config: ConfigOption = None) -> None:
     """Requests, errors, tokens, cost and latency per route and target."""

@@ -21,6 +21,7 @@ import contextlib
 import functools
 import logging
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -56,6 +57,12 @@ def grammar_problem(schema_json: str) -> str | None:
         from llama_cpp import LlamaGrammar
     except ImportError:
         return "llama-cpp-python is not installed"
+    bound = largest_bound(orjson.loads(schema_json))
+    if bound > MAX_NESTING:
+        # Said before converting: a bound of 20,000,000 takes the converter
+        # seconds of CPU and gigabytes, for a grammar that could never be used.
+        return (f"it bounds a length or count at {bound} (maxLength, maxItems or a "
+                f"pattern repeat); llama.cpp's grammar takes at most {MAX_NESTING}")
     try:
         grammar = LlamaGrammar.from_json_schema(schema_json, verbose=False)
     except Exception as exc:  # any failure to convert means no grammar
@@ -77,6 +84,31 @@ MAX_NESTING = 2000
 """Deepest group nesting llama.cpp's recursive grammar parser is given. A
 bound such as ``maxLength: 20000`` becomes 20,000 nested groups, which
 overflows its stack (the process dies), so depth is measured first."""
+
+
+_BOUND_KEYS = ("maxLength", "minLength", "maxItems", "minItems", "maxProperties",
+               "minProperties", "maxContains", "minContains")
+_REPEAT = re.compile(r"\{\s*(\d+)\s*(?:,\s*(\d*)\s*)?\}")
+
+
+def largest_bound(schema: Any) -> int:
+    """The largest length or count bound anywhere in a schema, pattern repeats
+    (``a{1,50000}``) included: each becomes that many grammar rules."""
+    largest = 0
+    if isinstance(schema, dict):
+        for key, value in schema.items():
+            if key in _BOUND_KEYS and isinstance(value, (int, float)) \
+                    and not isinstance(value, bool):
+                largest = max(largest, int(min(value, 10**12)))
+            elif key == "pattern" and isinstance(value, str):
+                for low, high in _REPEAT.findall(value):
+                    largest = max(largest, int(low[:13]), int(high[:13] or 0))
+            elif key not in ("enum", "const", "examples", "default"):
+                largest = max(largest, largest_bound(value))
+    elif isinstance(schema, list):
+        for item in schema:
+            largest = max(largest, largest_bound(item))
+    return largest
 
 
 def nesting(grammar: str) -> int:

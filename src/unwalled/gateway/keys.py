@@ -79,6 +79,8 @@ class KeyStore:
                tpm: int | None = None, budget: float | None = None,
                ) -> tuple[ApiKey, str]:
         """A new key and its secret. The secret is not stored: show it once."""
+        if not name.strip():
+            raise RequestError("a key needs a name: who or what it is for.", param="name")
         _check_limits(rpm, tpm, budget)
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
         key = ApiKey(id=f"key_{uuid.uuid4().hex[:12]}", name=name,
@@ -148,11 +150,20 @@ class KeyStore:
             return float(conn.execute(query).scalar_one())
 
 
+MAX_BUDGET = 1e9
+"""Dollars: a key's spend is counted in nano-dollars, and past this the count
+no longer fits (``inf`` once made every request of its key a 500)."""
+
+
 def _check_limits(rpm: int | None, tpm: int | None, budget: float | None) -> None:
     for name, value in (("rpm", rpm), ("tpm", tpm), ("budget", budget)):
-        if value is not None and value <= 0:
+        if value is not None and not value > 0:  # not > 0: nan too
             raise RequestError(f"--{name} must be above 0 (leave it out for no limit).",
                                param=name)
+    if budget is not None and budget > MAX_BUDGET:
+        raise RequestError(f"--budget {budget:g} is over the largest budget a key can "
+                           f"count, ${MAX_BUDGET:,.0f}; leave it out for no limit.",
+                           param="budget")
 
 
 def _tuple(values: list[str] | tuple[str, ...] | None) -> tuple[str, ...] | None:

@@ -145,6 +145,9 @@ class Router:
             except TRY_FAILED as exc:
                 await current.fail(exc)
                 continue
+            except asyncio.CancelledError:
+                await current.abandon()
+                raise
             await current.succeed()
             return response
         raise AssertionError("unreachable: _tries raises when it runs out")
@@ -164,6 +167,10 @@ class Router:
                 await _aclose(pieces)
                 await current.fail(exc)
                 continue
+            except (asyncio.CancelledError, GeneratorExit):
+                await _aclose(pieces)
+                await current.abandon()
+                raise
             # Committed to this target: the client is about to see its answer.
             try:
                 yield first
@@ -179,6 +186,9 @@ class Router:
                 raise RoutingError(
                     f"route {route_name!r}: the stream from {current.attempt.target} "
                     f"broke off: {error.message}", attempts=attempts, last=error) from None
+            except (asyncio.CancelledError, GeneratorExit):
+                await current.abandon()  # the client left mid-stream
+                raise
             finally:
                 await _aclose(pieces)
             await current.succeed()
@@ -201,6 +211,15 @@ class Try:
     async def succeed(self) -> None:
         self.attempt.latency_ms = (time.perf_counter() - self.started) * 1000
         await self.breaker.success(self.attempt.target)
+
+    async def abandon(self) -> None:
+        """The caller went away during this try: neither the target's success
+        nor its failure, and a half-open trial it was is over."""
+        attempt = self.attempt
+        attempt.outcome, attempt.code = "cancelled", "client_closed_request"
+        attempt.error = "the caller went away before this try was done"
+        attempt.latency_ms = (time.perf_counter() - self.started) * 1000
+        await self.breaker.release(attempt.target)
 
     async def fail(self, exc: BaseException) -> BackendError:
         error = _as_backend_error(exc, self.attempt.target, self.timeout)

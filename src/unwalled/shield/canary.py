@@ -32,7 +32,10 @@ def squash(text: str) -> str:
     """Text folded for comparison: case folded, disguises taken off (entities,
     look-alike letters and digits of other scripts, accents, invisible
     characters; see ``unmask``), punctuation and spacing dropped."""
-    return _NOT_ALNUM.sub("", unmasked(text).casefold()).translate(_ONE_OF_A_KIND)
+    # Unmasked again after folding: case folding turns small Cherokee letters
+    # into capital ones, which only then read as Latin.
+    folded = unmasked(unmasked(text).casefold()).casefold()
+    return _NOT_ALNUM.sub("", folded).translate(_ONE_OF_A_KIND)
 
 
 _ONE_OF_A_KIND = str.maketrans("i10", "llo")

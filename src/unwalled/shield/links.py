@@ -95,10 +95,15 @@ class ExfiltrationFinding:
 
 
 def normalize_text(text: str) -> str:
-    """NFKC-folded text without invisible characters (zero-width, bidi, tags)."""
+    """NFKC-folded text without invisible characters: zero-width, bidi, tags and
+    every other format character (category Cf, such as the musical beam marks
+    U+1D173..U+1D17A), and the fillers and selectors that render as nothing."""
     if text.isascii():
         return text  # NFKC leaves ASCII as it is, and it has no invisible characters
-    return _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
+    folded = _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
+    if folded.isascii():
+        return folded
+    return "".join(c for c in folded if c.isascii() or unicodedata.category(c) != "Cf")
 
 
 def _decoded_views(text: str) -> list[str]:

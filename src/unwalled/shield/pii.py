@@ -57,9 +57,16 @@ _DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,
                    r"|\d{1,2}:\d{2}(?::\d{2})?")
 
 
+_NOT_A_PHONE = re.compile(
+    r"(?:1\d|20)\d\d ?- ?(?:1\d|20)\d\d"   # a span of years: 1894-1917
+    r"|\d{1,3}(?:[.,]\d{3})+"             # thousands: 12.345.678, 1,234,567
+    r"|\d{1,2}(?: \d{3})+")               # thousands by spaces: 12 345 678
+
+
 def _phone_ok(value: str) -> bool:
     digits = sum(c.isdigit() for c in value)
-    if not 7 <= digits <= 15 or _DATE.fullmatch(value.strip()):
+    if not 7 <= digits <= 15 or _DATE.fullmatch(value.strip()) \
+            or _NOT_A_PHONE.fullmatch(value.strip()):
         return False
     # A bare run of digits is more often an id than a phone: want a + or separators.
     return value.startswith("+") or value.startswith("(") or bool(
@@ -76,8 +83,9 @@ _PATTERNS: list[tuple[str, str, Callable[[str], bool] | None, str]] = [
     ("IP", r"(?<![\w:])(?:[0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}(?![\w:])"
            r"|(?<![\w:])(?:[0-9a-fA-F]{1,4}:){1,6}:(?:[0-9a-fA-F]{1,4}:?){1,6}"
            r"(?<!:)(?![\w:])", _ip_ok, r"[0-9A-Fa-f]:[0-9A-Fa-f:]|::"),
-    ("PHONE", r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?\(?\d{2,4}\)?(?:[ .-]?\d{2,4}){2,4}"
-              r"(?![\w])", _phone_ok, r"\d\d"),
+    # Not inside a dotted number (a version such as 10.0.19045.3803).
+    ("PHONE", r"(?<![\w+])(?<!\d[.,])(?:\+\d{1,3}[ .-]?)?\(?\d{2,4}\)?"
+              r"(?:[ .-]?\d{2,4}){2,4}(?![\w])(?![.,]\d)", _phone_ok, r"\d\d"),
 ]
 """Kind, pattern, checksum or sanity check, and a short pattern every match
 contains: searching for it is cheap and skips the full scan on most text."""

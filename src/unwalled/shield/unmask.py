@@ -15,8 +15,9 @@ files: nothing is fetched.
 
 from __future__ import annotations
 
-import html
 import functools
+import html
+import re
 import unicodedata
 
 from unwalled.shield.links import normalize_text
@@ -63,11 +64,19 @@ def _ascii_twin(char: str) -> str:
     """The ASCII character ``char`` passes for, or ``char`` itself."""
     if char.isascii():
         return char
-    digit = unicodedata.decimal(char, None)
+    digit = unicodedata.digit(char, None)  # ٧ and ७, but also ❼ and ➐
     if digit is not None:
         return str(digit)
     twins = _table().get(char)
-    return twins[0] if twins else char
+    if twins:
+        return twins[0]
+    latin = _LATIN_NAME.search(unicodedata.name(char, ""))
+    return latin.group(1).lower() if latin else char
+
+
+_LATIN_NAME = re.compile(r"\bLATIN LETTER (?:SMALL CAPITAL|SMALL) ([A-Z])$")
+"""Letters the confusables table leaves out but whose name says what they are:
+small capitals such as ``ᴢ`` (LATIN LETTER SMALL CAPITAL Z)."""
 
 
 @functools.lru_cache(maxsize=1)

@@ -7,7 +7,8 @@ write anywhere inside it (a data-modifying CTE, ``SELECT ... INTO``), and one
 statement unless ``statements`` allows more (stacked queries are an injection
 classic), no row locks (``FOR UPDATE``), and no call to a function that acts
 rather than computes (``dblink_exec``, ``lo_export``, ``pg_terminate_backend``,
-``set_config``, ``pg_sleep``...). A name defined by a CTE is not a table where
+``set_config``, ``pg_sleep``...: PostgreSQL's ``pg_`` system functions are
+refused as a family, but for a few that only compute). A name defined by a CTE is not a table where
 that CTE is in scope; inside the CTE's own body (unless ``RECURSIVE``) the same
 name is the real table. Every ```` ```sql ```` block of an answer is checked.
 """
@@ -44,6 +45,26 @@ ACTING_FUNCTIONS = frozenset({
 })
 """Functions whose call changes something, reads the server's files, or stalls
 it: no read-only query needs them."""
+ACTING_PREFIXES = ("pg_", "dblink", "lo_", "txid_", "binary_upgrade_")
+"""PostgreSQL's system functions, other connections, large objects: refused as
+a family, since a list of the acting ones is never complete (``pg_notify``,
+``pg_promote``, ``pg_drop_replication_slot``...), but for these that only
+compute or describe:"""
+COMPUTING_SYSTEM_FUNCTIONS = frozenset({
+    "pg_typeof", "pg_column_size", "pg_size_pretty", "pg_size_bytes",
+    "pg_relation_size", "pg_total_relation_size", "pg_table_size", "pg_indexes_size",
+    "pg_database_size", "pg_client_encoding", "pg_encoding_to_char",
+    "pg_input_is_valid", "pg_get_viewdef", "pg_get_constraintdef", "pg_get_indexdef",
+    "pg_get_expr", "pg_get_userbyid", "pg_backend_pid", "pg_is_in_recovery",
+    "pg_postmaster_start_time", "pg_conf_load_time", "pg_current_xact_id",
+})
+
+
+def acts(name: str) -> bool:
+    """Whether a function, by its lower-case name, acts rather than computes."""
+    if name in ACTING_FUNCTIONS:
+        return True
+    return name.startswith(ACTING_PREFIXES) and name not in COMPUTING_SYSTEM_FUNCTIONS
 
 
 class SqlOptions(Options):
@@ -137,7 +158,7 @@ class SqlCheck(Check):
                 writes.append(node)
             elif key == "table":
                 tables.append(node)
-            elif isinstance(node, exp.Func) and _function_name(node) in ACTING_FUNCTIONS:
+            elif isinstance(node, exp.Func) and acts(_function_name(node)):
                 acting.append(node)
         if self.options.read_only:
             if not isinstance(statement, exp.Query):
@@ -182,16 +203,23 @@ class SqlCheck(Check):
         while node is not None:
             above.append(node)
             for value in node.args.values():
-                if not isinstance(value, self.exp.With):
-                    continue
-                for cte in value.expressions:
-                    if cte.alias_or_name.lower() != name:
-                        continue
-                    if any(cte is a for a in above) and not value.args.get("recursive"):
-                        continue
+                if isinstance(value, self.exp.With) and _in_scope(value, name, above):
                     return True
             node = node.parent
         return False
+
+
+def _in_scope(with_, name: str, above: list) -> bool:
+    """Whether a CTE of this WITH called ``name`` is seen where the reference
+    stands. From the query's own body, every CTE is; from inside the body of
+    CTE number k, a plain WITH shows only those listed before k (a RECURSIVE
+    one shows all): ``WITH a AS (SELECT * FROM secrets), secrets AS (...)``
+    reads the real table in ``a``."""
+    ctes = list(with_.expressions)
+    inside = next((k for k, cte in enumerate(ctes) if any(cte is a for a in above)),
+                  None)
+    visible = ctes if inside is None or with_.args.get("recursive") else ctes[:inside]
+    return any(cte.alias_or_name.lower() == name for cte in visible)
 
 
 def _function_name(node) -> str:
