@@ -145,9 +145,15 @@ def test_a_prompt_longer_than_the_context_is_the_callers_400(embedded_gateway):
     assert len(row["attempts"]) == 1  # not retried: a retry cannot help
 
 
-def test_models_lists_the_routes(client):
+def test_models_lists_the_routes(client, embedded_gateway):
     ids = {m.id for m in client.models.list()}
     assert {"default", "json"} <= ids
+    import anthropic
+
+    listed = list(anthropic.Anthropic(base_url=embedded_gateway.base_url, api_key="x",
+                                      max_retries=0).models.list())
+    assert {m.id for m in listed} == ids
+    assert all(m.type == "model" and m.display_name == m.id for m in listed)
 
 
 def test_unknown_route_is_a_404_in_openai_format_and_reaches_the_ledger(

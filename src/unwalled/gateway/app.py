@@ -212,11 +212,18 @@ class Gateway:
             return openai_error(error)
         if key is not None and key.routes is not None:
             routes = {name: r for name, r in routes.items() if name in key.routes}
-        return json_response({"object": "list", "data": [
-            {"id": name, "object": "model", "created": 0, "owned_by": "unwalled",
-             "description": route.description,
-             "targets": [t.target for t in route.targets]}
-            for name, route in routes.items()]})
+        # One list both SDKs read: OpenAI's fields, and Anthropic's (type,
+        # display_name, created_at, and the page's has_more/first_id/last_id).
+        names = list(routes)
+        return json_response({
+            "object": "list", "has_more": False,
+            "first_id": names[0] if names else None,
+            "last_id": names[-1] if names else None,
+            "data": [{"id": name, "object": "model", "type": "model", "created": 0,
+                      "created_at": "1970-01-01T00:00:00Z", "display_name": name,
+                      "owned_by": "unwalled", "description": route.description,
+                      "targets": [t.target for t in route.targets]}
+                     for name, route in routes.items()]})
 
     async def healthz(self, http: Request) -> Response:
         return json_response({"status": "ok", "routes": len(self.runtime.config.routes)})
