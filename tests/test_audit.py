@@ -362,3 +362,72 @@ async def test_a_full_contract_file_runs_its_checks_on_each_answer(tmp_path):
     row = summarise(run, runtime.config)["candidates"][0]
     # the secret (and its length) break the second answer, the enum the fourth
     assert row["contract_pass_rate"] == 0.5
+
+
+async def test_a_candidate_that_failed_every_call_is_never_recommended(tmp_path):
+    """Four items cannot prove 0% significantly below a 50% target, but a
+    candidate none of whose calls answered has shown nothing at all."""
+    write_classification(tmp_path, rows=4)
+    suite = parse_suite(suite_dict(
+        target_accuracy=0.5, candidates=[{"name": "err", "target": "down/m"}]),
+        folder=tmp_path)
+    runtime = make_runtime({"backends": {"down": {"type": "mock", "script": [
+        {"error": {"status": 500}}]}}}, tmp_path)
+    try:
+        run = await run_audit(suite, runtime, cache=None)
+    finally:
+        await runtime.close()
+    summary = summarise(run, runtime.config)
+    assert summary["candidates"][0]["meets_target"] is False
+    assert summary["recommendation"]["candidate"] is None
+
+
+async def test_a_route_whose_model_changed_is_not_answered_from_the_cache(tmp_path):
+    write_classification(tmp_path, rows=4)
+    suite = parse_suite(suite_dict(candidates=[{"name": "routed", "target": "triage"}],
+                                   labels=None), folder=tmp_path)
+    cache = ResponseCache(tmp_path / "cache.db")
+    figures = []
+    try:
+        for model in ("echo", "wrong"):  # the route's model swapped between runs
+            runtime = make_runtime({
+                "backends": {"scripted": {"type": "mock", "script": ["nope"]}},
+                "routes": {"triage": {"targets": [
+                    "mock/echo" if model == "echo" else "scripted/m"]}}}, tmp_path)
+            try:
+                run = await run_audit(suite, runtime, cache=cache)
+            finally:
+                await runtime.close()
+            summary = summarise(run, runtime.config)
+            figures.append((summary["model_calls"], summary["candidates"][0]["accuracy"]))
+    finally:
+        cache.close()
+    assert figures == [(4, 1.0), (4, 0.0)]
+
+
+@pytest.mark.parametrize(("returns", "says"), [
+    ("5", "gave 5.0"), ("float('nan')", "gave nan"), ("None", "NoneType"),
+    ("1 / 0", "ZeroDivisionError")])
+def test_a_python_scorer_must_give_a_score_from_0_to_1(tmp_path, returns, says):
+    (tmp_path / "grading.py").write_text(
+        f"def grade(prediction, expected, fields):\n    return {returns}\n")
+    score = build_scorer({"python": "grading.py:grade"}, folder=str(tmp_path))
+    with pytest.raises(ConfigError, match=says):
+        score("a", "a", {})
+
+
+async def test_a_bad_scorer_or_contract_stops_the_audit_before_any_model_call(tmp_path):
+    write_classification(tmp_path, rows=4)
+    for changes in ({"scorer": "bogus"},
+                    {"contract": {"name": "c", "output": {"schema": {"type": "objekt"}}}}):
+        suite = parse_suite(suite_dict(**changes), folder=tmp_path)
+        folder = tmp_path / next(iter(changes))
+        folder.mkdir()
+        runtime = make_runtime(MOCK_CONFIG, folder)
+        try:
+            with pytest.raises(ConfigError):
+                await run_audit(suite, runtime, cache=None)
+            runtime.ledger.flush()
+            assert runtime.ledger.count() == 0
+        finally:
+            await runtime.close()

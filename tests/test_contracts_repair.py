@@ -4,6 +4,7 @@ ledger; constrained decoding on the embedded model and its honest fallback."""
 from __future__ import annotations
 
 import json
+import re
 
 import orjson
 import pytest
@@ -16,6 +17,8 @@ from unwalled.contracts.repair import (
     Ask, RepairLoop, drive, drive_async, repair_note, shorten_enums,
 )
 from unwalled.errors import RoutingError
+from unwalled.ledger import Ledger
+from unwalled.runtime import Runtime
 
 CITY = {"type": "object", "properties": {"city": {"type": "string"}},
         "required": ["city"], "additionalProperties": False}
@@ -363,3 +366,49 @@ def test_a_schema_bound_too_large_for_a_grammar_is_refused_before_converting():
         "c": {"enum": [{"maxLength": 10**9}]}}}  # data, not a bound
     assert largest_bound(huge) == 20_000_000
     assert "bounds a length or count at 20000000" in schema_problem(huge)
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning",
+                            "ignore::pytest.PytestUnraisableExceptionWarning")
+def test_an_async_client_serves_each_asyncio_run_on_an_http_backend(tmp_path):
+    """``asyncio.run`` per call (a test per loop) once failed the second call
+    with "Event loop is closed", blamed on the upstream and its breaker."""
+    import asyncio as aio
+
+    from unwalled.config import parse_config
+    from unwalled.testing import ScriptedUpstream
+
+    upstream = ScriptedUpstream(['{"a": 1}'])
+    with upstream.running() as url:
+        config = parse_config({
+            "backends": {"u": {"type": "openai", "base_url": url + "/v1"}},
+            "routes": {"r": {"targets": ["u/m"]}},
+            "ledger": {"url": f"sqlite:///{tmp_path / 'l.db'}"}})
+        runtime = Runtime(config, Ledger(config.ledger.url))
+        client = AsyncClient(runtime)
+        contract = Contract(name="k", output={"schema": {"type": "object"}})
+        answers = [aio.run(client.complete("x", contract=contract, route="r")).parsed
+                   for _ in range(3)]
+        aio.run(runtime.close())
+    assert answers == [{"a": 1}] * 3
+
+
+def test_the_python_api_names_the_callers_mistakes_and_spares_the_backend(local_runtime):
+    from unwalled.errors import RequestError
+
+    contract = Contract(name="k", output={"schema": {"type": "object"}})
+    with Client(local_runtime) as client:
+        for kwargs, says in [
+                ({"input": 5}, "must be text"),
+                ({"input": "hi", "max_tokens": "a"}, "'max_tokens' must be a whole"),
+                ({"input": "hi", "bogus": 1}, "unknown option(s) bogus"),
+                ({"messages": [{"role": "wizard", "content": "x"}]}, "'wizard'"),
+                ({"input": "hi", "temperature": "hot"}, "'temperature'")]:
+            for _ in range(3):  # more than the breaker's threshold
+                with pytest.raises(RequestError, match=re.escape(says)):
+                    client.complete(contract=contract, route="intent", **kwargs)
+        with pytest.raises(RequestError, match="contract= takes"):
+            client.complete("hi", contract=None)
+        result = client.complete("Say {} as JSON.", route="intent", max_tokens=8,
+                                 contract={"name": "free", "checks": ["no_secrets"]})
+    assert result.verdict.passed

@@ -239,3 +239,24 @@ def test_export_cli_names_the_fix_for_bad_options(tmp_path):
     nowhere = unwalled("ledger", "export", "-o", "no/such/dir/x.jsonl", cwd=tmp_path)
     assert nowhere.returncode == 2 and nowhere.stderr.startswith(
         "error: --output: cannot write no/such/dir/x.jsonl")
+
+
+def test_a_client_never_closed_still_writes_its_records_at_exit(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "unwalled.yaml").write_text(
+        "backends: {m: {type: mock}}\nroutes: {r: {targets: [m/echo]}}\n")
+    script = ("from unwalled import Client\n"
+              "client = Client(config='unwalled.yaml')\n"
+              "for _ in range(3):\n"
+              "    client.complete('hi', route='r', contract={'name': 'c'})\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, timeout=120,
+                          capture_output=True, text=True, env={
+                              "PATH": "/usr/bin:/bin",
+                              "PYTHONPATH": str(Path(__file__).parents[1] / "src")})
+    assert done.returncode == 0, done.stderr
+    ledger = Ledger(f"sqlite:///{tmp_path / 'unwalled-ledger.db'}")
+    assert ledger.count() == 3
+    ledger.close()

@@ -66,3 +66,23 @@ async def test_an_unreachable_redis_refuses_rather_than_lets_through():
         await store.reserve(key(rpm=5), "r1", 10, 0.0)
     assert err.value.status == 503 and "state.redis_url" in err.value.message
     await store.close()
+
+
+async def test_a_budget_redis_lost_starts_again_from_the_ledger_not_from_zero():
+    """Redis flushed (or restarted without storage) under a running gateway: the
+    next request finds the budget gone and takes the ledger's figure again."""
+    import redis.asyncio
+
+    k = key(budget=9.0)
+    ledger_says = {"spent": 0.0}
+    store = RedisQuotas(REDIS_URL, lambda key_id: ledger_says["spent"])
+    held = await store.reserve(k, "r1", 10, 5.0)
+    held.record(tokens=10, cost=5.0)
+    await store.settle(held)
+    ledger_says["spent"] = 5.0  # what the ledger recorded
+    client = redis.asyncio.Redis.from_url(REDIS_URL)
+    await client.delete(*[name for name in await client.keys(f"*{k.id}*")])
+    await client.aclose()
+    with pytest.raises(BudgetError):  # 5 spent (from the ledger) + 5 > 9
+        await store.reserve(k, "r2", 10, 5.0)
+    await store.close()

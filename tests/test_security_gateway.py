@@ -23,7 +23,11 @@ SECURED = {
     "backends": {"slow": {"type": "mock", "script": [{"text": "a b c", "delay": 0.3}]}},
     "routes": {"chat": {"targets": ["mock/echo"], "max_tokens": 64},
                "other": {"targets": ["mock/echo"]},
-               "paid": {"targets": ["slow/m"], "max_tokens": 5, "retries": 0}},
+               "paid": {"targets": ["slow/m"], "max_tokens": 5, "retries": 0},
+               # 'a b c' is no JSON object: three answers (two repairs), $6 spent
+               "paid-guarded": {"targets": ["slow/m"], "max_tokens": 5, "retries": 0,
+                                "contract": {"name": "object", "on_fail": {"repair": 2},
+                                             "output": {"schema": {"type": "object"}}}}},
     # A dollar per completion token: a request on 'paid' holds $5 (max_tokens 5)
     # and costs $2 (the answer 'a b c' counts 2 tokens).
     "prices": {"slow/m": {"output_per_mtok": 1_000_000}},
@@ -127,20 +131,42 @@ def test_budget_is_spent_then_402_with_a_clear_message(secured):
     assert "used its budget of $9.0000" in err.value.body["message"]
 
 
-async def test_concurrent_requests_cannot_overspend_the_budget(secured):
-    key, secret = keys(secured).create("budget-concurrent", budget=9.0)
-    client = openai.AsyncOpenAI(base_url=secured.base_url + "/v1", api_key=secret,
+async def at_once(server: GatewayServer, secret: str, route: str, n: int) -> list[int]:
+    """The statuses of ``n`` requests to ``route`` sent at once with one key."""
+    client = openai.AsyncOpenAI(base_url=server.base_url + "/v1", api_key=secret,
                                 max_retries=0)
 
     async def one() -> int:
         try:
-            await client.chat.completions.create(model="paid", messages=HI)
+            await client.chat.completions.create(model=route, messages=HI)
             return 200
         except openai.APIStatusError as exc:
             return exc.status_code
 
-    statuses = await asyncio.gather(*(one() for _ in range(10)))
+    statuses = await asyncio.gather(*(one() for _ in range(n)))
     await client.close()
+    return list(statuses)
+
+
+async def test_a_contracts_repairs_count_against_the_budget_before_they_run(secured):
+    """Each answer holds $5 (max_tokens 5 at $1 a token): a request that may ask
+    three times holds $15, so on a $16 key only one runs at a time, and five at
+    once cannot spend more than the key has (they once spent $9 of $3)."""
+    key, secret = keys(secured).create("budget-repairs", budget=16.0)
+    statuses = await at_once(secured, secret, "paid-guarded", 5)
+    assert sorted(statuses) == [402] * 4 + [422]
+    assert secured.runtime.ledger.flush()
+    assert keys(secured).spent(key.id) == 6.0  # three answers at $2
+    small, small_secret = keys(secured).create("budget-small", budget=9.0)
+    with pytest.raises(openai.APIStatusError) as err:  # $15 could be spent; $9 held
+        oai(secured, small_secret).chat.completions.create(model="paid-guarded",
+                                                           messages=HI)
+    assert err.value.status_code == 402
+
+
+async def test_concurrent_requests_cannot_overspend_the_budget(secured):
+    key, secret = keys(secured).create("budget-concurrent", budget=9.0)
+    statuses = await at_once(secured, secret, "paid", 10)
     # Only one $5 hold fits in $9 at a time, and every call lasts 0.3 s.
     assert sorted(statuses) == [200] + [402] * 9
     assert secured.runtime.ledger.flush()

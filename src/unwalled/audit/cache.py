@@ -34,11 +34,16 @@ class Answer:
     cached: bool = False
 
 
-def cache_key(target: str, request: ChatRequest) -> str:
+def cache_key(target: str, request: ChatRequest,
+              answered_by: tuple[str, ...] = ()) -> str:
+    """The key of an answer: the candidate's target, the request, and the
+    targets that answer it (``answered_by``): a route whose model was swapped
+    is a new candidate, not one to answer from the old model's cache."""
     payload = {name: getattr(request, name) for name in request.__slots__}
     payload["messages"] = [asdict(m) for m in request.messages]
     payload["tools"] = [asdict(t) for t in request.tools or []]
-    blob = orjson.dumps({"target": target, "request": payload},
+    blob = orjson.dumps({"target": target, "request": payload,
+                         "answered_by": list(answered_by)},
                         option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(blob).hexdigest()
 

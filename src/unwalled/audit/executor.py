@@ -54,8 +54,12 @@ class RuntimeCaller:
             self._limits[backend] = asyncio.Semaphore(1 if serial else self._concurrency)
         return self._limits[backend]
 
+    def answered_by(self, target: str) -> tuple[str, ...]:
+        """The targets, in order, of the route behind a candidate's target."""
+        return tuple(t.target for t in self.runtime.router.route(self.routes[target]).targets)
+
     async def __call__(self, target: str, request: ChatRequest) -> Answer:
-        key = cache_key(target, request)
+        key = cache_key(target, request, self.answered_by(target))
         if self.cache is not None:
             cached = self.cache.get(key)
             if cached is not None:

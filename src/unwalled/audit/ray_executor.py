@@ -140,7 +140,7 @@ class RayExecutor:
         for position, job in enumerate(jobs):
             target = job.candidate.target or ""
             request = request_for(job)
-            keys[position] = cache_key(target, request)
+            keys[position] = cache_key(target, request, self.caller.answered_by(target))
             cached = self._cached(keys[position])
             if cached is not None:
                 results[position] = self._finish(job, cached, on_result)

@@ -18,7 +18,7 @@ from unwalled.audit.cache import ResponseCache
 from unwalled.audit.executor import Executor, LocalExecutor, OnResult, RuntimeCaller
 from unwalled.audit.prompting import choose_shots
 from unwalled.audit.suite import Candidate, Dataset, Suite, load_dataset
-from unwalled.audit.work import ItemResult, Job, grade
+from unwalled.audit.work import ItemResult, Job, grade, ready
 from unwalled.config import RouteConfig, TargetConfig, finish
 from unwalled.errors import ConfigError
 from unwalled.runtime import Runtime
@@ -88,6 +88,7 @@ async def run_audit(suite: Suite, runtime: Runtime, *, cache: ResponseCache | No
                     on_result: OnResult = lambda result: None,
                     dataset: Dataset | None = None) -> AuditRun:
     started = time.perf_counter()
+    ready(suite)  # a bad scorer or contract stops the audit before any model call
     dataset = dataset or load_dataset(suite)
     caller = RuntimeCaller(runtime, audit_routes(runtime, suite), cache, concurrency)
     hits_before = cache.hits if cache else 0

@@ -162,14 +162,31 @@ def python(function: str) -> Scorer:
     hook = load_hook(function)
 
     def score(prediction: Any, expected: Any, fields: dict[str, Any]) -> Score:
-        result = hook(prediction, expected, fields)
-        if isinstance(result, Score):
-            return result
-        if isinstance(result, dict):
-            return Score(float(result.get("value", 0.0)), int(result.get("tp", 0)),
-                         int(result.get("fp", 0)), int(result.get("fn", 0)))
-        return Score(float(result))
+        try:
+            result = hook(prediction, expected, fields)
+            if not isinstance(result, Score):
+                result = _as_score(result)
+        except Exception as exc:  # the hook's own bug: a bad suite, exit 2
+            raise ConfigError(f"python scorer {function!r} failed on an item: "
+                              f"{type(exc).__name__}: {exc}", key="scorer.python",
+                              fix="make it return a bool, a number from 0 to 1, or "
+                                  "{value, tp, fp, fn}, for every answer.") from None
+        if not (math.isfinite(result.value) and 0.0 <= result.value <= 1.0):
+            raise ConfigError(f"python scorer {function!r} gave {result.value!r} for "
+                              "an item; a score is a number from 0 to 1.",
+                              key="scorer.python",
+                              fix="return a bool or a number from 0 to 1.")
+        return result
     return score
+
+
+def _as_score(result: Any) -> Score:
+    if isinstance(result, dict):
+        return Score(float(result.get("value", 0.0)), int(result.get("tp", 0)),
+                     int(result.get("fp", 0)), int(result.get("fn", 0)))
+    if isinstance(result, (bool, int, float)):
+        return Score(float(result))
+    raise TypeError(f"it returned {type(result).__name__}, not a score")
 
 
 def load_hook(spec: str) -> Callable[..., Any]:

@@ -54,14 +54,18 @@ def candidate_figures(candidate: Candidate, run: AuditRun,
     n = max(1, len(results))
     dollars = sum(_cost(candidate, r, config) for r in results)
     p_below = below_target(scores, run.suite.target_accuracy, seed)
+    errors = sum(1 for r in results if r.answer.error)
+    # A candidate none of whose calls answered has shown nothing, however few
+    # the items that cannot prove it below the target: it never "meets" it.
+    answered = errors < len(results)
     figures: dict[str, Any] = {
         "name": candidate.name, "kind": "baseline" if candidate.baseline else "model",
         "describe": candidate.describe(), "target": candidate.target,
         "items": len(results), "accuracy": sum(scores) / n,
         "ci_low": ci.low, "ci_high": ci.high, "ci_method": ci.method,
-        "p_below_target": p_below, "meets_target": p_below >= ALPHA,
+        "p_below_target": p_below, "meets_target": p_below >= ALPHA and answered,
         "contract_pass_rate": _pass_rate(results),
-        "errors": sum(1 for r in results if r.answer.error),
+        "errors": errors,
         "cached": sum(1 for r in results if r.answer.cached),
         "prompt_tokens_per_item": sum(r.answer.prompt_tokens for r in results) / n,
         "completion_tokens_per_item":
@@ -145,7 +149,7 @@ def recommend(rows: list[dict[str, Any]], target: float) -> dict[str, Any]:
         top = max(rows, key=lambda r: r["accuracy"])
         return {"candidate": None, "text": (
             f"No candidate meets the accuracy target of {target:.0%}: every one is "
-            f"significantly below it (p < {ALPHA}). The most accurate, "
+            f"significantly below it (p < {ALPHA}) or failed every call. The most accurate, "
             f"{top['name']}, scored {top['accuracy']:.1%} "
             f"(95% CI {top['ci_low']:.1%} to {top['ci_high']:.1%}).")}
     choice = min(passing, key=lambda r: (r["cost_per_1000"], -r["accuracy"]))

@@ -89,6 +89,14 @@ def _as_label(prediction: Any, labels: tuple[str, ...] | None) -> str:
     return text[:60] or "(empty)"
 
 
+def ready(suite: Suite) -> None:
+    """Build the suite's scorer and contract now: their errors (an unknown
+    scorer, a contract that does not load) are said before the first model
+    call, not after the last."""
+    _scorer(suite)
+    _check(suite)
+
+
 def _scorer(suite: Suite) -> Scorer:
     return _scorer_for(json.dumps(suite.scorer, sort_keys=True), suite.folder)
 

@@ -37,6 +37,7 @@ class HTTPBackend:
         self.remote = remote
         self.base_url = (config.base_url or "").rstrip("/")
         self._session: aiohttp.ClientSession | None = None
+        self._session_loop: asyncio.AbstractEventLoop | None = None
         self._urls: dict[str, URL] = {}
         if self.missing_key_variable():
             log.warning("backend %s: api_key_env names %s, which is not set: requests "
@@ -54,7 +55,15 @@ class HTTPBackend:
 
     @property
     def session(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._session is not None and self._session_loop is not loop:
+            # A session belongs to the event loop it was made on; a caller that
+            # runs each call in its own loop (asyncio.run twice, a test per
+            # loop) gets a new one rather than "Event loop is closed".
+            self._session.detach()  # its sockets went with the old loop
+            self._session = None
         if self._session is None or self._session.closed:
+            self._session_loop = loop
             connector = aiohttp.TCPConnector(limit=self.config.max_connections,
                                              ttl_dns_cache=300)
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)

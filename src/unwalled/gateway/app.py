@@ -95,10 +95,11 @@ class Gateway:
             body = await self.read_json(http)
             route = body.get("model") if isinstance(body, dict) else None
             parsed = wire.parse(body)
-            held = await self.guard.admit(key, http, info, parsed.route,
-                                          self.runtime.router.route(parsed.route),
-                                          parsed.request)
-            verifier = await self._contract(http, parsed.route, held)
+            config = self.runtime.router.route(parsed.route)
+            self.guard.check_scope(key, http, info, parsed.route)
+            verifier = self.runtime.contracts.for_request(
+                parsed.route, http.headers.get(CONTRACT_HEADER))
+            held = await self.guard.admit(key, info, config, parsed.request, verifier)
         except Exception as exc:
             error = as_unwalled(exc, "reading the request", log)
             self.reject(info, error, route if isinstance(route, str) else None,
@@ -128,17 +129,6 @@ class Gateway:
         finally:
             await self.guard.settle(held)
         return json_response(wire.response_body(answer, parsed.route, info.request_id))
-
-    async def _contract(self, http: Incoming, route: str,
-                        held: Reservation | None) -> Any:
-        """The contract the request runs under (the key's scope is checked by
-        then); an unknown name releases the key's hold and refuses the request."""
-        try:
-            return self.runtime.contracts.for_request(route,
-                                                      http.headers.get(CONTRACT_HEADER))
-        except UnwalledError:
-            await self.guard.settle(held)
-            raise
 
     async def _under_contract(self, parsed: Any, info: CallInfo, wire: "Wire",
                               verifier: Any, held: Reservation | None) -> Response:

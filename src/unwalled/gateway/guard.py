@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from unwalled.backends.base import ChatRequest
+from unwalled.backends.base import ChatRequest, Message
 from unwalled.config import Config, RouteConfig
 from unwalled.errors import LimitExceededError, RequestError, UnwalledError
 from unwalled.gateway.front import Incoming
@@ -106,19 +106,25 @@ class Guard:
 
     # ---- 3 and 4. scope, limits and budget ----
 
-    async def admit(self, key: ApiKey | None, http: Incoming, info: CallInfo,
-                    route_name: str, route: RouteConfig,
-                    request: ChatRequest) -> Reservation | None:
+    def check_scope(self, key: ApiKey | None, http: Incoming, info: CallInfo,
+                    route_name: str) -> None:
+        """The request's key may call this route (and the contract it names)."""
         info.canary = http.headers.get(CANARY_HEADER, "").lower() in ("1", "true", "on")
         if key is None:
-            return None
+            return
         info.key_id = key.id
         key.check_scope(route_name, http.headers.get(CONTRACT_HEADER))
-        if not (key.rpm or key.tpm or key.budget):
+
+    async def admit(self, key: ApiKey | None, info: CallInfo, route: RouteConfig,
+                    request: ChatRequest, contract: Any = None) -> Reservation | None:
+        """Hold the most the request could spend against its key's limits.
+        ``contract``: the one the request runs under, whose repairs and
+        fallbacks are answers too."""
+        if key is None or not (key.rpm or key.tpm or key.budget):
             return None
         if request.max_tokens is None:
             request.max_tokens = route.max_tokens or DEFAULT_MAX_TOKENS
-        tokens, cost = worst_case(self.config, route, request)
+        tokens, cost = worst_case(self.config, route, request, contract)
         if key.tpm and tokens > key.tpm:
             raise LimitExceededError(
                 f"this request could use {tokens} tokens (prompt plus max_tokens), "
@@ -158,15 +164,40 @@ def presented_key(http: Incoming) -> str | None:
     return http.headers.get("x-api-key") or None
 
 
-def worst_case(config: Config, route: RouteConfig,
-               request: ChatRequest) -> tuple[int, float]:
+def worst_case(config: Config, route: RouteConfig, request: ChatRequest,
+               contract: Any = None) -> tuple[int, float]:
     """Upper bounds on tokens and dollars for one request on a route.
 
     A token is at least one byte of text, so the prompt's UTF-8 length bounds
     its token count; the completion is bounded by max_tokens. The dollar bound
     is that of the dearest target, with time-priced targets charged for the
-    route's timeouts.
+    route's timeouts. Under a contract every answer it may ask for counts: the
+    first, each repair (a re-ask also carries the bad answer and a note), and
+    as many again on each further target when it falls back.
     """
+    tokens, dollars = _one_answer(config, route, request)
+    if contract is None:
+        return tokens, dollars
+    on_fail = contract.contract.on_fail
+    answers = (1 + on_fail.repair) * (len(route.targets) if on_fail.fallback else 1)
+    if answers == 1:
+        return tokens, dollars
+    completion = request.max_tokens or DEFAULT_MAX_TOKENS
+    note = _REPAIR_NOTE_SLACK + len(orjson.dumps(contract.contract.schema or {}))
+    # A re-ask is the request plus the bad answer (at most max_tokens tokens, of
+    # at most _BYTES_PER_TOKEN bytes each, read back as prompt) plus the note.
+    reask = request.replace(messages=[*request.messages, Message(
+        "user", "x" * (completion * _BYTES_PER_TOKEN + note))])
+    reask_tokens, reask_dollars = _one_answer(config, route, reask)
+    return tokens + (answers - 1) * reask_tokens, dollars + (answers - 1) * reask_dollars
+
+
+_REPAIR_NOTE_SLACK = 4096
+_BYTES_PER_TOKEN = 16
+
+
+def _one_answer(config: Config, route: RouteConfig,
+                request: ChatRequest) -> tuple[int, float]:
     prompt = _PROMPT_SLACK
     for message in request.messages:
         prompt += 8 + len((message.content or "").encode())

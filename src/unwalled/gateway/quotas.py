@@ -196,6 +196,9 @@ local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local window = tonumber(ARGV[7])
 local rpm, tpm, budget = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local tokens, cost = tonumber(ARGV[5]), tonumber(ARGV[6])
+-- A budget Redis does not know (new, or its data lost) starts from the ledger:
+-- say so before anything changes, and the caller seeds it and asks again.
+if budget > 0 and redis.call('HEXISTS', KEYS[3], 'spent') == 0 then return {4} end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
 if rpm > 0 then
@@ -270,7 +273,6 @@ class RedisQuotas:
         self.prefix = prefix
         self._reserve = self.client.register_script(_RESERVE)
         self._settle = self.client.register_script(_SETTLE)
-        self._seeded: set[str] = set()
 
     def _keys(self, key_id: str) -> tuple[str, str, str]:
         base = f"{self.prefix}{{{key_id}}}"  # one hash slot per key, for Redis Cluster
@@ -280,12 +282,14 @@ class RedisQuotas:
                       cost: float) -> Reservation:
         units = _units(cost) if key.budget else 0
         requests, token_log, budget = self._keys(key.id)
+        keys = [requests, token_log, budget]
+        args = [request_id, key.rpm or 0, key.tpm or 0, _units(key.budget), tokens,
+                units, WINDOW]
         try:
-            await self._seed(key, budget)
-            result = await self._reserve(
-                keys=[requests, token_log, budget],
-                args=[request_id, key.rpm or 0, key.tpm or 0, _units(key.budget),
-                      tokens, units, WINDOW])
+            result = await self._reserve(keys=keys, args=args)
+            if int(result[0]) == 4:  # Redis has no spend for this budget
+                await self._seed(key, budget)
+                result = await self._reserve(keys=keys, args=args)
         except Exception as exc:
             raise _unreachable(exc) from exc
         verdict = int(result[0])
@@ -298,12 +302,11 @@ class RedisQuotas:
         return Reservation(key, request_id, tokens, units)
 
     async def _seed(self, key: ApiKey, budget: str) -> None:
-        """Start a budget from the ledger the first time any replica meets it."""
-        if not key.budget or key.id in self._seeded or self.spent_lookup is None:
-            return
-        if not await self.client.hexists(budget, "spent"):
-            await self.client.hsetnx(budget, "spent", _units(self.spent_lookup(key.id)))
-        self._seeded.add(key.id)
+        """Start a budget from the ledger: the first time Redis meets it, and
+        again whenever Redis has lost it (a flush, a restart without storage).
+        Of replicas seeding at once, the first one's value stands."""
+        spent = self.spent_lookup(key.id) if self.spent_lookup is not None else 0.0
+        await self.client.hsetnx(budget, "spent", _units(spent))
 
     async def settle(self, reservation: Reservation) -> None:
         if reservation.settled:

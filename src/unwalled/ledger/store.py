@@ -9,6 +9,8 @@ upgraded by the numbered Alembic migrations in ``migrations/``.
 
 from __future__ import annotations
 
+import atexit
+
 import itertools
 import logging
 import threading
@@ -265,6 +267,9 @@ class Ledger:
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="ledger-writer",
                                         daemon=True)
+        # A ledger its owner never closed (a script that forgets client.close())
+        # still writes what it was given before the interpreter goes.
+        atexit.register(self.close)
         self._thread.start()
 
     # ---- writing ----
@@ -325,6 +330,7 @@ class Ledger:
 
     def close(self) -> None:
         """Write everything queued, then stop the writer."""
+        atexit.unregister(self.close)
         if self._thread.is_alive():
             self._closing = True
             self._wake.set()

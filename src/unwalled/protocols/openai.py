@@ -46,11 +46,12 @@ def parse_request(body: Any) -> Ingress:
         raise bad("'messages' must be a non-empty list of messages.", "messages")
     request = ChatRequest(
         messages=[_parse_message(m, i) for i, m in enumerate(messages)],
-        max_tokens=_int(body, "max_completion_tokens", 1) or _int(body, "max_tokens", 1),
-        temperature=_number(body, "temperature", 0, 2),
-        top_p=_number(body, "top_p", 0, 1),
-        stop=_stop(body.get("stop")),
-        seed=_int(body, "seed"),
+        max_tokens=whole_number(body, "max_completion_tokens", 1)
+        or whole_number(body, "max_tokens", 1),
+        temperature=number_within(body, "temperature", 0, 2),
+        top_p=number_within(body, "top_p", 0, 1),
+        stop=stop_list(body.get("stop")),
+        seed=whole_number(body, "seed"),
         tools=_tools(body.get("tools")),
         tool_choice=body.get("tool_choice"),
         logprobs=bool(body.get("logprobs")),
@@ -152,7 +153,7 @@ def _response_format(raw: Any, request: ChatRequest) -> None:
                    "response_format")
 
 
-def _int(body: dict[str, Any], key: str, low: int = 0) -> int | None:
+def whole_number(body: dict[str, Any], key: str, low: int = 0) -> int | None:
     value = body.get(key)
     if value is None:
         return None
@@ -161,7 +162,7 @@ def _int(body: dict[str, Any], key: str, low: int = 0) -> int | None:
     return value
 
 
-def _number(body: dict[str, Any], key: str, low: float, high: float) -> float | None:
+def number_within(body: dict[str, Any], key: str, low: float, high: float) -> float | None:
     value = body.get(key)
     if value is None:
         return None
@@ -171,7 +172,7 @@ def _number(body: dict[str, Any], key: str, low: float, high: float) -> float | 
     return float(value)
 
 
-def _stop(value: Any) -> list[str] | None:
+def stop_list(value: Any) -> list[str] | None:
     if value is None:
         return None
     if isinstance(value, str):
