@@ -127,7 +127,8 @@ class Guard:
         tokens, cost = worst_case(self.config, route, request, contract)
         if key.tpm and tokens > key.tpm:
             raise LimitExceededError(
-                f"this request could use {tokens} tokens (prompt plus max_tokens), "
+                f"this request could use {tokens} tokens (prompt plus max_tokens"
+                f"{', for each answer its contract may ask for' if contract else ''}), "
                 f"more than key {key.name!r} may use in a minute ({key.tpm}). Ask for "
                 "fewer max_tokens or send a shorter prompt.", param="max_tokens")
         assert self.quotas is not None
