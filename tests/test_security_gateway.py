@@ -370,3 +370,24 @@ def test_a_key_with_no_name_or_an_uncountable_budget_is_refused(tmp_path):
     assert store.list() == []
     key, _ = store.create("k", budget=25.0)
     assert key.budget == 25.0
+
+
+def test_a_client_that_leaves_gives_back_its_hold_on_the_budget(secured):
+    """A request under a contract holds $15 (three answers); the client leaves
+    during the second. Its hold must not outlive it: the next request fits."""
+    import time
+
+    key, secret = keys(secured).create("budget-leaver", budget=20.0)
+    before = secured.runtime.ledger.count()
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(secured.base_url + "/v1/chat/completions", timeout=0.45,
+                   headers={"authorization": f"Bearer {secret}"},
+                   json={"model": "paid-guarded", "messages": HI})
+    deadline = time.monotonic() + 10
+    while secured.runtime.ledger.flush() and secured.runtime.ledger.count() == before \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert last_rows(secured, 1)[0]["status"] == 499
+    with pytest.raises(openai.APIStatusError) as err:  # admitted: the contract refuses
+        oai(secured, secret).chat.completions.create(model="paid-guarded", messages=HI)
+    assert err.value.status_code == 422

@@ -112,6 +112,9 @@ class Gateway:
             if not watch.left:
                 raise  # the server is stopping, not the client leaving
             asyncio.current_task().uncancel()
+            # The key's hold is swapped for what was spent (every path settles
+            # on its own way out too; settling twice is a no-op).
+            await self.guard.settle(held)
             return Response(status_code=CLIENT_LEFT)  # recorded; nobody reads it
         finally:
             watch.stop()
