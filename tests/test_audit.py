@@ -431,3 +431,18 @@ async def test_a_bad_scorer_or_contract_stops_the_audit_before_any_model_call(tm
             assert runtime.ledger.count() == 0
         finally:
             await runtime.close()
+
+
+async def test_a_failed_call_scores_nothing_whatever_the_scorer_makes_of_nothing(tmp_path):
+    write_classification(tmp_path, rows=4)
+    suite = parse_suite(suite_dict(
+        scorer={"regex": {"pattern": "^(|{expected})$"}},  # allows the empty answer
+        candidates=[{"name": "flaky", "target": "down/m"}], labels=None),
+        folder=tmp_path)
+    runtime = make_runtime({"backends": {"down": {"type": "mock", "script": [
+        {"error": {"status": 400}}]}}}, tmp_path)
+    try:
+        run = await run_audit(suite, runtime, cache=None)
+    finally:
+        await runtime.close()
+    assert summarise(run, runtime.config)["candidates"][0]["accuracy"] == 0.0

@@ -403,7 +403,8 @@ def test_the_python_api_names_the_callers_mistakes_and_spares_the_backend(local_
                 ({"input": "hi", "max_tokens": "a"}, "'max_tokens' must be a whole"),
                 ({"input": "hi", "bogus": 1}, "unknown option(s) bogus"),
                 ({"messages": [{"role": "wizard", "content": "x"}]}, "'wizard'"),
-                ({"input": "hi", "temperature": "hot"}, "'temperature'")]:
+                ({"input": "hi", "temperature": "hot"}, "'temperature'"),
+                ({"input": "hi", "canaries": 5}, "canaries must be")]:
             for _ in range(3):  # more than the breaker's threshold
                 with pytest.raises(RequestError, match=re.escape(says)):
                     client.complete(contract=contract, route="intent", **kwargs)

@@ -66,7 +66,8 @@ def test_sdk_json_schema_response_format_is_constrained(client):
 
 BAD_GRAMMARS = [
     pytest.param({"enum": []}, id="empty enum"),
-    pytest.param({"anyOf": []}, id="empty anyOf"),
+    pytest.param({"type": "object", "properties": {"k": {"enum": []}}},
+                 id="empty enum inside"),
     pytest.param({"type": "object", "properties": {"a\"b": {"type": "string"}},
                   "required": ["a\"b"]}, id="quote in a property name"),
     pytest.param({"const": 'say "hi"'}, id="quote in a const"),
@@ -125,6 +126,29 @@ def test_a_tool_choice_of_the_wrong_shape_is_a_400_naming_it(embedded_gateway):
         "tool_choice": {"type": "function", "function": "f"}})
     assert response.status_code == 400, response.text
     assert response.json()["error"]["param"] == "tool_choice"
+
+
+@pytest.mark.parametrize(("path", "extra", "param"), [
+    ("/v1/chat/completions", {"response_format": {"type": "json_schema", "json_schema": {
+        "name": "a", "schema": {"type": 5}}}}, "response_format.json_schema.schema"),
+    ("/v1/chat/completions", {"response_format": {"type": "json_schema", "json_schema": {
+        "name": "a", "schema": {"anyOf": []}}}}, "response_format.json_schema.schema"),
+    ("/v1/chat/completions", {"n": 2}, "n"),
+    ("/v1/chat/completions", {"stream_options": "x"}, "stream_options"),
+    ("/v1/chat/completions", {"tools": [{"type": "function", "function": {
+        "name": "f", "parameters": {"type": "objekt"}}}]}, "tools[0].function.parameters"),
+    ("/v1/messages", {"max_tokens": 8, "tools": [{"name": "f", "input_schema": []}]},
+     "tools[0]"),
+    ("/v1/messages", {"max_tokens": 8, "system": [{"type": "text"}]}, "system"),
+])
+def test_requests_the_gateway_would_answer_wrongly_are_refused(embedded_gateway, path,
+                                                               extra, param):
+    response = httpx.post(embedded_gateway.base_url + path, json={
+        "model": "default", "messages": [{"role": "user", "content": "x"}], **extra})
+    assert response.status_code == 400, response.text
+    body = response.json()
+    error = body["error"]
+    assert error.get("param", param) == param and param.split(".")[0] in error["message"]
 
 
 def test_max_tokens_zero_is_refused_not_taken_as_the_default(embedded_gateway):

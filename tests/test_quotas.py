@@ -86,3 +86,23 @@ async def test_a_budget_redis_lost_starts_again_from_the_ledger_not_from_zero():
     with pytest.raises(BudgetError):  # 5 spent (from the ledger) + 5 > 9
         await store.reserve(k, "r2", 10, 5.0)
     await store.close()
+
+
+async def test_settling_after_redis_lost_a_budget_leaves_it_for_the_ledger_to_reseed():
+    import redis.asyncio
+
+    k = key(budget=1.0)
+    ledger_says = {"spent": 0.6}
+    store = RedisQuotas(REDIS_URL, lambda key_id: ledger_says["spent"])
+    held = await store.reserve(k, "r1", 10, 0.2)
+    client = redis.asyncio.Redis.from_url(REDIS_URL)
+    budget = [name for name in await client.keys(f"*{k.id}*budget")]
+    await client.delete(*budget)  # lost while the request was in flight
+    held.record(tokens=10, cost=0.2)
+    await store.settle(held)
+    assert await client.exists(*budget) == 0  # not rebuilt from one request
+    await client.aclose()
+    ledger_says["spent"] = 0.8  # what the ledger now holds, this request included
+    with pytest.raises(BudgetError):  # 0.8 + 0.3 > 1.0: the ledger's figure counts
+        await store.reserve(k, "r2", 10, 0.3)
+    await store.close()

@@ -391,3 +391,32 @@ def test_a_client_that_leaves_gives_back_its_hold_on_the_budget(secured):
     with pytest.raises(openai.APIStatusError) as err:  # admitted: the contract refuses
         oai(secured, secret).chat.completions.create(model="paid-guarded", messages=HI)
     assert err.value.status_code == 422
+
+
+def test_the_hold_counts_a_contracts_system_prompt_and_fits_the_readmes_key(tmp_path):
+    """The README's key (--tpm 40000) on its three-target route under its
+    support contract (two repairs, then fallback) must be usable: the hold once
+    came to 71,897 tokens for an answer of about 540. A contract's own system
+    prompt, sent with every answer, must be held too (once it was not)."""
+    from pathlib import Path
+
+    from unwalled.backends.base import Message
+    from unwalled.config import parse_config
+    from unwalled.contracts import Verifier, load_contract
+    from unwalled.gateway.guard import worst_case
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = readme.split("### A contract in YAML", 1)[1].split("```yaml\n", 1)[1]
+    (tmp_path / "support.contract.yaml").write_text(block.split("```", 1)[0])
+    support = Verifier(load_contract(tmp_path / "support.contract.yaml"))
+    config = parse_config({
+        "backends": {"a": {"type": "mock"}, "b": {"type": "mock"}, "c": {"type": "mock"}},
+        "routes": {"triage": {"targets": ["a/x", "b/y", "c/z"], "max_tokens": 256}}})
+    route = config.routes["triage"]
+    ask = ChatRequest([Message("user", "Where is my new card?")], max_tokens=256)
+    tokens, _ = worst_case(config, route, ask, support)
+    plain, _ = worst_case(config, route, ask)
+    assert plain < tokens < 40_000
+    long_system = support.contract.model_copy(update={"system": "word " * 20_000})
+    held, _ = worst_case(config, route, ask, Verifier(long_system))
+    assert held > 9 * 100_000  # nine answers, each with its 100 kB system prompt

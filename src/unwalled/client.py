@@ -134,8 +134,10 @@ def _canaries(canaries: Any) -> tuple[str, ...]:
     """One marker may be given as a string (not read as one per letter)."""
     if isinstance(canaries, str):
         return (canaries,)
-    if not all(isinstance(c, str) for c in canaries):
-        raise RequestError("canaries must be strings.", param="canaries")
+    if not isinstance(canaries, (list, tuple, set, frozenset)) \
+            or not all(isinstance(c, str) for c in canaries):
+        raise RequestError("canaries must be a string or a list of strings.",
+                           param="canaries")
     return tuple(canaries)
 
 

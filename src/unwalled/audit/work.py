@@ -66,6 +66,11 @@ def grade(job: Job, answer: Answer) -> ItemResult:
     suite, item = job.suite, job.item
     prediction = None if answer.error else read_answer(suite, answer.text)
     score = _scorer(suite)(prediction, item.expected, item.fields)
+    if answer.error:
+        # A failed call answered nothing, whatever a scorer makes of "nothing"
+        # (a pattern that allows the empty answer, a constant): it scores 0,
+        # and every expected span is missed.
+        score = Score(0.0, 0, 0, score.fn + score.tp)
     check = _check(suite)
     violations = None
     if check is not None:

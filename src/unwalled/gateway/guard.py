@@ -176,6 +176,10 @@ def worst_case(config: Config, route: RouteConfig, request: ChatRequest,
     first, each repair (a re-ask also carries the bad answer and a note), and
     as many again on each further target when it falls back.
     """
+    if contract is not None and contract.contract.system:
+        # The contract's system prompt goes out with every answer it asks for.
+        request = request.replace(messages=[Message("system", contract.contract.system),
+                                            *request.messages])
     tokens, dollars = _one_answer(config, route, request)
     if contract is None:
         return tokens, dollars
@@ -184,22 +188,23 @@ def worst_case(config: Config, route: RouteConfig, request: ChatRequest,
     if answers == 1:
         return tokens, dollars
     completion = request.max_tokens or DEFAULT_MAX_TOKENS
-    note = _REPAIR_NOTE_SLACK + len(orjson.dumps(contract.contract.schema or {}))
-    # A re-ask is the request plus the bad answer (at most max_tokens tokens, of
-    # at most _BYTES_PER_TOKEN bytes each, read back as prompt) plus the note.
-    reask = request.replace(messages=[*request.messages, Message(
-        "user", "x" * (completion * _BYTES_PER_TOKEN + note))])
-    reask_tokens, reask_dollars = _one_answer(config, route, reask)
+    # A re-ask is the request plus the bad answer, read back as prompt (at most
+    # max_tokens tokens when written, twice that as a margin for a tokenizer
+    # that splits it differently on the way in), plus the note: the violations
+    # and the schema, whose bytes bound its tokens.
+    extra = _ANSWER_READ_BACK * completion + _REPAIR_NOTE_SLACK \
+        + len(orjson.dumps(contract.contract.schema or {}))
+    reask_tokens, reask_dollars = _one_answer(config, route, request, extra)
     return tokens + (answers - 1) * reask_tokens, dollars + (answers - 1) * reask_dollars
 
 
-_REPAIR_NOTE_SLACK = 4096
-_BYTES_PER_TOKEN = 16
+_REPAIR_NOTE_SLACK = 1024
+_ANSWER_READ_BACK = 2
 
 
-def _one_answer(config: Config, route: RouteConfig,
-                request: ChatRequest) -> tuple[int, float]:
-    prompt = _PROMPT_SLACK
+def _one_answer(config: Config, route: RouteConfig, request: ChatRequest,
+                extra_prompt: int = 0) -> tuple[int, float]:
+    prompt = _PROMPT_SLACK + extra_prompt
     for message in request.messages:
         prompt += 8 + len((message.content or "").encode())
         for call in message.tool_calls or ():

@@ -247,8 +247,13 @@ if score then
   redis.call('ZREM', KEYS[1], member)
   redis.call('ZADD', KEYS[1], score, ARGV[1] .. ':' .. ARGV[3])
 end
-redis.call('HINCRBY', KEYS[2], 'held', ARGV[4])
-redis.call('HINCRBY', KEYS[2], 'spent', ARGV[5])
+-- A budget Redis has lost is not rebuilt here from this one request: the next
+-- reserve finds it gone and reseeds it from the ledger, which has this request.
+if redis.call('HEXISTS', KEYS[2], 'spent') == 1 then
+  local held = redis.call('HINCRBY', KEYS[2], 'held', ARGV[4])
+  if held < 0 then redis.call('HSET', KEYS[2], 'held', 0) end
+  redis.call('HINCRBY', KEYS[2], 'spent', ARGV[5])
+end
 return 1
 """
 

@@ -301,9 +301,9 @@ def parse_request(body: Any) -> Ingress:
 def _system_text(system: Any, param: str = "system") -> str:
     if system is None or isinstance(system, str):
         return system or ""
-    if isinstance(system, list):
-        texts = [b.get("text", "") for b in system
-                 if isinstance(b, dict) and b.get("type") == "text"]
+    if isinstance(system, list) and all(
+            isinstance(b, dict) and b.get("type") == "text" for b in system):
+        texts = [b.get("text") for b in system]
         if all(isinstance(text, str) for text in texts):
             return "\n\n".join(texts)
     raise bad(f"'{param}' must be a string or a list of text blocks "

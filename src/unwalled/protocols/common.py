@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
+
+import orjson
 
 from unwalled.backends.base import ChatRequest, Tool
 from unwalled.errors import RequestError
@@ -37,11 +40,34 @@ def checked_tool(name: str, description: Any, schema: Any, where: str,
                            "1 to 64 letters, digits, '_' or '-' (as OpenAI and "
                            "Anthropic require).", param=where)
     description = description or ""
-    schema = schema or {}
+    schema = {} if schema is None else schema
     if not isinstance(description, str) or not isinstance(schema, dict):
         raise RequestError(f"{where}: 'description' must be a string and "
                            f"'{schema_key}' a JSON Schema object.", param=where)
+    checked_schema(schema, f"{where}.{schema_key}")
     return Tool(name=name, description=description, parameters=schema)
+
+
+def checked_schema(schema: dict[str, Any], where: str) -> None:
+    """A client's JSON Schema, valid as JSON Schema (2020-12), or a 400 saying
+    where it is not: ``{"type": 5}`` once passed and constrained nothing."""
+    problem = _schema_problem(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS))
+    if problem is not None:
+        raise RequestError(f"{where} is not a valid JSON Schema: {problem}",
+                           param=where)
+
+
+@functools.lru_cache(maxsize=512)
+def _schema_problem(schema_json: bytes) -> str | None:
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    try:
+        Draft202012Validator.check_schema(orjson.loads(schema_json))
+    except SchemaError as exc:
+        place = "/" + "/".join(str(p) for p in exc.absolute_path)
+        return f"at {place}: {exc.message[:200]}"
+    return None
 
 
 MAX_TOKEN_COUNT = 2**31 - 1

@@ -18,8 +18,8 @@ from unwalled.backends.base import (
 )
 from unwalled.errors import BackendProtocolError, UnwalledError
 from unwalled.protocols.common import (
-    bad, check_tool_choice, checked_tool, route_of, token_count, upstream_name,
-    upstream_text,
+    bad, check_tool_choice, checked_schema, checked_tool, route_of, token_count,
+    upstream_name, upstream_text,
 )
 from unwalled.protocols.sse import encode
 
@@ -62,7 +62,14 @@ def parse_request(body: Any) -> Ingress:
     if not isinstance(stream, bool):
         raise bad("'stream' must be true or false.", "stream")
     options = body.get("stream_options") or {}
-    include_usage = bool(isinstance(options, dict) and options.get("include_usage"))
+    if not isinstance(options, dict):
+        raise bad("'stream_options' must be an object, e.g. {\"include_usage\": true}.",
+                  "stream_options")
+    choices = body.get("n")
+    if choices is not None and choices != 1:
+        raise bad("'n' must be 1: the gateway gives one answer per request (send "
+                  "several requests for several answers).", "n")
+    include_usage = bool(options.get("include_usage"))
     return Ingress(route, request, stream, include_usage)
 
 
@@ -145,6 +152,7 @@ def _response_format(raw: Any, request: ChatRequest) -> None:
         if not isinstance(schema, dict):
             raise bad("response_format.json_schema.schema must be an object.",
                        "response_format")
+        checked_schema(schema, "response_format.json_schema.schema")
         request.json_schema = schema
     elif kind == "json_object":
         request.json_mode = True
