@@ -364,12 +364,11 @@ async def test_a_full_contract_file_runs_its_checks_on_each_answer(tmp_path):
     assert row["contract_pass_rate"] == 0.5
 
 
-async def test_a_candidate_that_failed_every_call_is_never_recommended(tmp_path):
-    """Four items cannot prove 0% significantly below a 50% target, but a
-    candidate none of whose calls answered has shown nothing at all."""
+async def audit_of_a_dead_candidate(tmp_path, **suite_changes) -> dict:
+    """The summary of a four-item audit of one candidate whose every call fails."""
     write_classification(tmp_path, rows=4)
     suite = parse_suite(suite_dict(
-        target_accuracy=0.5, candidates=[{"name": "err", "target": "down/m"}]),
+        candidates=[{"name": "dead", "target": "down/m"}], **suite_changes),
         folder=tmp_path)
     runtime = make_runtime({"backends": {"down": {"type": "mock", "script": [
         {"error": {"status": 500}}]}}}, tmp_path)
@@ -377,7 +376,13 @@ async def test_a_candidate_that_failed_every_call_is_never_recommended(tmp_path)
         run = await run_audit(suite, runtime, cache=None)
     finally:
         await runtime.close()
-    summary = summarise(run, runtime.config)
+    return summarise(run, runtime.config)
+
+
+async def test_a_candidate_that_failed_every_call_is_never_recommended(tmp_path):
+    """Four items cannot prove 0% significantly below a 50% target, but a
+    candidate none of whose calls answered has shown nothing at all."""
+    summary = await audit_of_a_dead_candidate(tmp_path, target_accuracy=0.5)
     assert summary["candidates"][0]["meets_target"] is False
     assert summary["recommendation"]["candidate"] is None
 
@@ -434,15 +439,7 @@ async def test_a_bad_scorer_or_contract_stops_the_audit_before_any_model_call(tm
 
 
 async def test_a_failed_call_scores_nothing_whatever_the_scorer_makes_of_nothing(tmp_path):
-    write_classification(tmp_path, rows=4)
-    suite = parse_suite(suite_dict(
-        scorer={"regex": {"pattern": "^(|{expected})$"}},  # allows the empty answer
-        candidates=[{"name": "flaky", "target": "down/m"}], labels=None),
-        folder=tmp_path)
-    runtime = make_runtime({"backends": {"down": {"type": "mock", "script": [
-        {"error": {"status": 400}}]}}}, tmp_path)
-    try:
-        run = await run_audit(suite, runtime, cache=None)
-    finally:
-        await runtime.close()
-    assert summarise(run, runtime.config)["candidates"][0]["accuracy"] == 0.0
+    summary = await audit_of_a_dead_candidate(
+        tmp_path, scorer={"regex": {"pattern": "^(|{expected})$"}},  # allows ""
+        labels=None)
+    assert summary["candidates"][0]["accuracy"] == 0.0
