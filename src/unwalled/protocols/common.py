@@ -49,8 +49,9 @@ def checked_tool(name: str, description: Any, schema: Any, where: str,
 
 
 def checked_schema(schema: dict[str, Any], where: str) -> None:
-    """A client's JSON Schema, valid as JSON Schema (2020-12), or a 400 saying
-    where it is not: ``{"type": 5}`` once passed and constrained nothing."""
+    """A client's JSON Schema, valid as JSON Schema (the draft its ``$schema``
+    names, else 2020-12), or a 400 saying where it is not: ``{"type": 5}`` once
+    passed and constrained nothing."""
     problem = _schema_problem(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS))
     if problem is not None:
         raise RequestError(f"{where} is not a valid JSON Schema: {problem}",
@@ -59,11 +60,12 @@ def checked_schema(schema: dict[str, Any], where: str) -> None:
 
 @functools.lru_cache(maxsize=512)
 def _schema_problem(schema_json: bytes) -> str | None:
-    from jsonschema import Draft202012Validator
+    from jsonschema import Draft202012Validator, validators
     from jsonschema.exceptions import SchemaError
 
-    try:
-        Draft202012Validator.check_schema(orjson.loads(schema_json))
+    schema = orjson.loads(schema_json)
+    try:  # against the draft its "$schema" names (draft-07 and others), else 2020-12
+        validators.validator_for(schema, default=Draft202012Validator).check_schema(schema)
     except SchemaError as exc:
         place = "/" + "/".join(str(p) for p in exc.absolute_path)
         return f"at {place}: {exc.message[:200]}"
