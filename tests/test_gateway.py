@@ -105,6 +105,30 @@ def test_a_schema_llama_cpp_cannot_parse_is_a_400_not_a_crash(client, embedded_g
     assert [r["status"] for r in rows] == [200, 400, 400]
 
 
+def test_tool_schemas_with_refs_into_their_defs_decode_on_the_local_model(client):
+    """As pydantic writes a nested model (openai.pydantic_function_tool does):
+    the parameters' $ref point at their own $defs, which once failed to resolve
+    once the parameters sat inside the call's shape."""
+    parameters = {
+        "type": "object", "additionalProperties": False,
+        "$defs": {"Addr": {"type": "object", "additionalProperties": False,
+                           "properties": {"city": {"type": "string", "maxLength": 20}},
+                           "required": ["city"]}},
+        "properties": {"addr": {"$ref": "#/$defs/Addr"}}, "required": ["addr"]}
+    legacy = {"type": "object", "definitions": {"Day": {"enum": ["mon", "tue"]}},
+              "properties": {"day": {"$ref": "#/definitions/Day"}}, "required": ["day"]}
+    answer = client.chat.completions.create(
+        model="json", max_tokens=40, temperature=0,
+        tools=[{"type": "function", "function": {"name": "weather",
+                                                 "parameters": parameters}},
+               {"type": "function", "function": {"name": "plan", "parameters": legacy}}],
+        tool_choice={"type": "function", "function": {"name": "weather"}},
+        messages=[{"role": "user", "content": "Weather in Paris?"}])
+    call = answer.choices[0].message.tool_calls[0]
+    assert call.function.name == "weather"
+    assert isinstance(orjson.loads(call.function.arguments)["addr"]["city"], str)
+
+
 def test_tool_names_outside_the_vendors_alphabet_are_refused(embedded_gateway):
     for path, body in [
         ("/v1/chat/completions", {"model": "json", "tool_choice": "required",

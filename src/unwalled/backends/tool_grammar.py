@@ -48,20 +48,62 @@ def may_answer_in_text(request: ChatRequest) -> bool:
 
 
 def decoding_schema(request: ChatRequest) -> dict[str, Any]:
-    """The JSON Schema every answer must match: a text answer or one allowed call."""
-    shapes = [_call_shape(tool) for tool in allowed_tools(request)]
+    """The JSON Schema every answer must match: a text answer or one allowed call.
+
+    Each tool's parameters sit under ``arguments`` of its call's shape, so the
+    definitions their ``$ref`` point at (``#/$defs/Addr``, as pydantic writes
+    them) are moved to the root of the whole schema, each tool's under a name of
+    its own, and its references rewritten to match."""
+    definitions: dict[str, Any] = {}
+    shapes = [_call_shape(tool, i, definitions)
+              for i, tool in enumerate(allowed_tools(request))]
     if may_answer_in_text(request):
         shapes.insert(0, {"type": "object", "additionalProperties": False,
                           "properties": {ANSWER_KEY: {"type": "string"}},
                           "required": [ANSWER_KEY]})
-    return shapes[0] if len(shapes) == 1 else {"oneOf": shapes}
+    schema = shapes[0] if len(shapes) == 1 else {"oneOf": shapes}
+    if definitions:
+        schema = {**schema, "$defs": definitions}
+    return schema
 
 
-def _call_shape(tool: Any) -> dict[str, Any]:
+def _call_shape(tool: Any, number: int, definitions: dict[str, Any]) -> dict[str, Any]:
     parameters = tool.parameters or {"type": "object"}
+    if any(key in parameters for key in _DEFINITION_KEYS):
+        parameters = _hoisted(parameters, f"t{number}_", definitions)
     return {"type": "object", "additionalProperties": False,
             "properties": {TOOL_KEY: {"const": tool.name}, ARGUMENTS_KEY: parameters},
             "required": [TOOL_KEY, ARGUMENTS_KEY]}
+
+
+_DEFINITION_KEYS = ("$defs", "definitions")
+
+
+def _hoisted(parameters: dict[str, Any], prefix: str,
+             definitions: dict[str, Any]) -> dict[str, Any]:
+    """``parameters`` without its definitions, which go into ``definitions``
+    under ``prefix``; every ``#/$defs/X`` or ``#/definitions/X`` in it (and in
+    them) now reads ``#/$defs/{prefix}X``."""
+    local = {name: body for key in _DEFINITION_KEYS
+             for name, body in (parameters.get(key) or {}).items()}
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, dict):
+            out = {k: rewrite(v) for k, v in node.items() if k not in _DEFINITION_KEYS}
+            ref = out.get("$ref")
+            if isinstance(ref, str):
+                for key in _DEFINITION_KEYS:
+                    head = f"#/{key}/"
+                    if ref.startswith(head):
+                        out["$ref"] = f"#/$defs/{prefix}{ref[len(head):]}"
+            return out
+        if isinstance(node, list):
+            return [rewrite(item) for item in node]
+        return node
+
+    for name, body in local.items():
+        definitions[f"{prefix}{name}"] = rewrite(body)
+    return rewrite(parameters)
 
 
 def instructions(request: ChatRequest) -> str:
