@@ -202,6 +202,14 @@ def test_models_lists_the_routes(client, embedded_gateway):
                                       max_retries=0).models.list())
     assert {m.id for m in listed} == ids
     assert all(m.type == "model" and m.display_name == m.id for m in listed)
+    assert client.models.retrieve("json").id == "json"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("nope")
+    claude = anthropic.Anthropic(base_url=embedded_gateway.base_url, api_key="x",
+                                 max_retries=0)
+    assert claude.models.retrieve("default").display_name == "default"
+    with pytest.raises(anthropic.NotFoundError):
+        claude.models.retrieve("nope")
 
 
 def test_unknown_route_is_a_404_in_openai_format_and_reaches_the_ledger(

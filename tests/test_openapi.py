@@ -39,7 +39,8 @@ def api_schema(mock_gateway):
 def test_the_description_names_every_endpoint_and_this_gateways_routes(mock_gateway):
     document = httpx.get(mock_gateway.base_url + "/openapi.json").json()
     assert set(document["paths"]) == {"/v1/chat/completions", "/v1/messages",
-                                      "/v1/models", "/healthz", "/metrics"}
+                                      "/v1/models", "/v1/models/{model_id}",
+                                      "/healthz", "/metrics"}
     schemas = document["components"]["schemas"]
     assert schemas["ChatRequest"]["properties"]["model"]["enum"] == ["default",
                                                                      "other"]

@@ -36,7 +36,7 @@ from unwalled.backends.base import (
 )
 from unwalled.contracts.book import HEADER as CONTRACT_HEADER
 from unwalled.errors import (
-    ContractError, RequestError, UnwalledError, as_unwalled,
+    ContractError, RequestError, UnknownRouteError, UnwalledError, as_unwalled,
 )
 from unwalled.gateway import contracts
 from unwalled.gateway.front import ClientWatch, FrontDoor, Incoming
@@ -197,14 +197,19 @@ class Gateway:
 
     # ---- the rest ----
 
-    async def models(self, http: Request) -> Response:
+    def _visible_routes(self, http: Request) -> dict[str, Any]:
+        """The routes the request's key may see (all, without keys)."""
         routes = self.runtime.config.routes
-        try:
-            key = self.guard.authenticate(Incoming(http.url.path, http.headers))
-        except UnwalledError as error:
-            return openai_error(error)
+        key = self.guard.authenticate(Incoming(http.url.path, http.headers))
         if key is not None and key.routes is not None:
             routes = {name: r for name, r in routes.items() if name in key.routes}
+        return routes
+
+    async def models(self, http: Request) -> Response:
+        try:
+            routes = self._visible_routes(http)
+        except UnwalledError as error:
+            return openai_error(error)
         # One list both SDKs read: OpenAI's fields, and Anthropic's (type,
         # display_name, created_at, and the page's has_more/first_id/last_id).
         names = list(routes)
@@ -212,11 +217,21 @@ class Gateway:
             "object": "list", "has_more": False,
             "first_id": names[0] if names else None,
             "last_id": names[-1] if names else None,
-            "data": [{"id": name, "object": "model", "type": "model", "created": 0,
-                      "created_at": "1970-01-01T00:00:00Z", "display_name": name,
-                      "owned_by": "unwalled", "description": route.description,
-                      "targets": [t.target for t in route.targets]}
-                     for name, route in routes.items()]})
+            "data": [_model_entry(name, route) for name, route in routes.items()]})
+
+    async def model(self, http: Request) -> Response:
+        """``GET /v1/models/{id}``: one route, as both SDKs' ``models.retrieve``."""
+        name = http.path_params["model_id"]
+        respond = anthropic_error if "anthropic-version" in http.headers else openai_error
+        try:
+            routes = self._visible_routes(http)
+            if name not in routes:
+                raise UnknownRouteError(
+                    f"no route named {name!r}. Known routes: {', '.join(sorted(routes))}.",
+                    param="model")
+        except UnwalledError as error:
+            return respond(error)
+        return json_response(_model_entry(name, routes[name]))
 
     async def healthz(self, http: Request) -> Response:
         return json_response({"status": "ok", "routes": len(self.runtime.config.routes)})
@@ -342,6 +357,7 @@ def create_app(runtime: Runtime) -> FrontDoor:
         Route("/chat/completions", _front_only, methods=["POST"]),
         Route("/v1/messages", _front_only, methods=["POST"]),
         Route("/v1/models", gateway.models, methods=["GET"]),
+        Route("/v1/models/{model_id:path}", gateway.model, methods=["GET"]),
         Route("/healthz", gateway.healthz, methods=["GET"]),
         Route("/metrics", gateway.metrics_endpoint, methods=["GET"]),
         Route("/openapi.json", gateway.openapi, methods=["GET"]),
@@ -352,6 +368,13 @@ def create_app(runtime: Runtime) -> FrontDoor:
                            "/chat/completions": gateway.chat_completions,
                            "/v1/messages": gateway.messages},
                      gateway.metrics.in_flight)
+
+
+def _model_entry(name: str, route: Any) -> dict[str, Any]:
+    return {"id": name, "object": "model", "type": "model", "created": 0,
+            "created_at": "1970-01-01T00:00:00Z", "display_name": name,
+            "owned_by": "unwalled", "description": route.description,
+            "targets": [t.target for t in route.targets]}
 
 
 async def _front_only(request: Request) -> Response:
