@@ -29,6 +29,8 @@ from typing import Any, Iterator
 
 import orjson
 
+from unwalled.contracts.checks.schema import values_of
+
 log = logging.getLogger("unwalled.grammar")
 
 
@@ -94,21 +96,13 @@ _REPEAT = re.compile(r"\{\s*(\d+)\s*(?:,\s*(\d*)\s*)?\}")
 def largest_bound(schema: Any) -> int:
     """The largest length or count bound anywhere in a schema, pattern repeats
     (``a{1,50000}``) included: each becomes that many grammar rules."""
-    largest = 0
-    if isinstance(schema, dict):
-        for key, value in schema.items():
-            if key in _BOUND_KEYS and isinstance(value, (int, float)) \
-                    and not isinstance(value, bool):
-                largest = max(largest, int(min(value, 10**12)))
-            elif key == "pattern" and isinstance(value, str):
-                for low, high in _REPEAT.findall(value):
-                    largest = max(largest, int(low[:13]), int(high[:13] or 0))
-            elif key not in ("enum", "const", "examples", "default"):
-                largest = max(largest, largest_bound(value))
-    elif isinstance(schema, list):
-        for item in schema:
-            largest = max(largest, largest_bound(item))
-    return largest
+    bounds = [int(min(value, 10**12)) for key in _BOUND_KEYS
+              for value in values_of(schema, key)
+              if isinstance(value, (int, float)) and not isinstance(value, bool)]
+    repeats = [int(number[:13]) for pattern in values_of(schema, "pattern")
+               if isinstance(pattern, str)
+               for pair in _REPEAT.findall(pattern) for number in pair if number]
+    return max(bounds + repeats, default=0)
 
 
 def nesting(grammar: str) -> int:

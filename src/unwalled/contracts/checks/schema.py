@@ -98,15 +98,15 @@ def closest(value: Any, allowed: list[Any]) -> str:
 
 def formats_in(schema: Any) -> Iterator[str]:
     """Every ``format`` value used anywhere in a schema."""
-    return (f for f in _values_of(schema, "format") if isinstance(f, str))
+    return (f for f in values_of(schema, "format") if isinstance(f, str))
 
 
 def unresolvable_refs(schema: Any) -> Iterator[str]:
     """Each ``$ref`` that resolves to nothing: a local pointer to no place, or a
     remote address no ``$id`` in the schema stands for. (Left to the validator
     when subschemas carry ``$id`` of their own, which move the base.)"""
-    ids = [i for i in _values_of(schema, "$id") if isinstance(i, str)]
-    for ref in _values_of(schema, "$ref"):
+    ids = [i for i in values_of(schema, "$id") if isinstance(i, str)]
+    for ref in values_of(schema, "$ref"):
         if not isinstance(ref, str):
             continue
         if ref.startswith("#/") and not ids[1 if schema.get("$id") else 0:]:
@@ -116,17 +116,18 @@ def unresolvable_refs(schema: Any) -> Iterator[str]:
             yield ref
 
 
-def _values_of(schema: Any, key: str) -> Iterator[Any]:
-    """Every value of ``key`` anywhere in a schema, outside literal data."""
+def values_of(schema: Any, key: str) -> Iterator[Any]:
+    """Every value of ``key`` anywhere in a schema, outside literal data
+    (``enum``, ``const``, ``examples``, ``default``)."""
     if isinstance(schema, dict):
         if key in schema:
             yield schema[key]
         for name, sub in schema.items():
             if name not in ("enum", "const", "examples", "default"):
-                yield from _values_of(sub, key)
+                yield from values_of(sub, key)
     elif isinstance(schema, list):
         for sub in schema:
-            yield from _values_of(sub, key)
+            yield from values_of(sub, key)
 
 
 def build(options: SchemaOptions) -> SchemaCheck:
